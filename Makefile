@@ -1,0 +1,43 @@
+# LuaStrands: `make run` serves examples/chat.lua on port 8080, `make test` runs every test.
+SWIFT      ?= swift
+PORT       ?= 8080
+VENV       := .venv
+PYTHON     := $(VENV)/bin/python
+BIN_DIR     = $(shell $(SWIFT) build --show-bin-path)
+RELEASE_DIR = $(shell $(SWIFT) build -c release --show-bin-path)
+
+.PHONY: all deps build release run test unit e2e bench clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	$(SWIFT) build --product luastrands
+
+release: deps
+	$(SWIFT) build -c release --product luastrands
+
+run: release
+	$(RELEASE_DIR)/luastrands serve examples/chat.lua --port $(PORT)
+
+test: unit e2e
+
+unit: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+$(PYTHON): Tests/e2e/requirements.txt
+	python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r Tests/e2e/requirements.txt
+	@touch $(PYTHON)
+
+e2e: build $(PYTHON)
+	LUASTRANDS_BIN=$(BIN_DIR)/luastrands $(PYTHON) -m pytest -q Tests/e2e
+
+bench: release
+	scripts/bench.sh
+
+clean:
+	rm -rf .build $(VENV) out
