@@ -175,23 +175,34 @@ public final class BrokerServer {
 
     // MARK: deliveries (called by the script)
 
-    func sendToClient(_ clientID: String, _ payload: UnsafeRawBufferPointer, binary: Bool) -> Int {
+    func sendToClient(_ clientID: String, _ payload: UnsafeRawBufferPointer, binary: Bool) throws(ScriptSendError) -> Int {
+        if !binary { try requireText(payload) }
         guard let connection = clients[clientID], connection.isOpenForMessages else { return 0 }
         connection.enqueue(.encode(binary ? .binary : .text, payload: payload))
         return 1
     }
 
-    func sendToRoom(_ roomID: String, _ payload: UnsafeRawBufferPointer, binary: Bool) -> Int {
+    func sendToRoom(_ roomID: String, _ payload: UnsafeRawBufferPointer, binary: Bool) throws(ScriptSendError) -> Int {
+        if !binary { try requireText(payload) }
         guard let room = rooms[roomID] else { return 0 }
         return deliver(.encode(binary ? .binary : .text, payload: payload), to: room.members)
     }
 
-    func broadcast(_ payload: UnsafeRawBufferPointer, binary: Bool) -> Int {
+    func broadcast(_ payload: UnsafeRawBufferPointer, binary: Bool) throws(ScriptSendError) -> Int {
+        if !binary { try requireText(payload) }
         guard !rooms.isEmpty else { return 0 }
         let frame = OutboundFrame.encode(binary ? .binary : .text, payload: payload)
         var count = 0
         for room in rooms.values { count += deliver(frame, to: room.members) }
         return count
+    }
+
+    /// A text frame that is not UTF-8 would make every recipient fail the
+    /// connection (1007), so the script hears about it instead.
+    private func requireText(_ payload: UnsafeRawBufferPointer) throws(ScriptSendError) {
+        guard UTF8Validator.isValid(payload) else {
+            throw ScriptSendError("message is not valid UTF-8 text; send bytes with { binary = true }")
+        }
     }
 
     private func deliver(_ frame: OutboundFrame, to members: [Connection]) -> Int {
@@ -323,16 +334,16 @@ private final class ListenerHandler: IOHandler {
 private final class ScriptDelegate: ScriptHostDelegate {
     weak var broker: BrokerServer?
 
-    func scriptSendToRoom(_ roomID: String, _ payload: UnsafeRawBufferPointer, binary: Bool) -> Int {
-        broker?.sendToRoom(roomID, payload, binary: binary) ?? 0
+    func scriptSendToRoom(_ roomID: String, _ payload: UnsafeRawBufferPointer, binary: Bool) throws(ScriptSendError) -> Int {
+        try broker?.sendToRoom(roomID, payload, binary: binary) ?? 0
     }
 
-    func scriptSendToClient(_ clientID: String, _ payload: UnsafeRawBufferPointer, binary: Bool) -> Int {
-        broker?.sendToClient(clientID, payload, binary: binary) ?? 0
+    func scriptSendToClient(_ clientID: String, _ payload: UnsafeRawBufferPointer, binary: Bool) throws(ScriptSendError) -> Int {
+        try broker?.sendToClient(clientID, payload, binary: binary) ?? 0
     }
 
-    func scriptBroadcast(_ payload: UnsafeRawBufferPointer, binary: Bool) -> Int {
-        broker?.broadcast(payload, binary: binary) ?? 0
+    func scriptBroadcast(_ payload: UnsafeRawBufferPointer, binary: Bool) throws(ScriptSendError) -> Int {
+        try broker?.broadcast(payload, binary: binary) ?? 0
     }
 
     func scriptLog(_ level: ScriptLogLevel, _ message: String) {

@@ -367,10 +367,17 @@ final class LuaRuntime {
         let p = lua_tolstring(L, msgIndex, &len)
         let payload = UnsafeRawBufferPointer(start: p.map { UnsafeRawPointer($0) }, count: len)
         let n: Int
-        switch kind {
-        case .room: n = delegate?.scriptSendToRoom(target, payload, binary: binary) ?? 0
-        case .client: n = delegate?.scriptSendToClient(target, payload, binary: binary) ?? 0
-        case .broadcast: n = delegate?.scriptBroadcast(payload, binary: binary) ?? 0
+        do {
+            switch kind {
+            case .room: n = try delegate?.scriptSendToRoom(target, payload, binary: binary) ?? 0
+            case .client: n = try delegate?.scriptSendToClient(target, payload, binary: binary) ?? 0
+            case .broadcast: n = try delegate?.scriptBroadcast(payload, binary: binary) ?? 0
+            }
+        } catch {
+            luaL_where(L, 1)
+            push("\(fname): \(error.message)")
+            lua_concat(L, 2)
+            return -1
         }
         lua_pushinteger(L, lua_Integer(n))
         return 1

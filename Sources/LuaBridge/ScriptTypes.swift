@@ -80,11 +80,20 @@ public enum ScriptLogLevel: Equatable {
 /// Implemented by the broker. Payload pointers are valid only during the
 /// call (they point into the Lua string, no copy). The host keeps a strong
 /// reference to its delegate.
+///
+/// A send that the delegate refuses (a text message that is not UTF-8, say)
+/// throws `ScriptSendError`; the script sees a Lua error with its message.
 public protocol ScriptHostDelegate: AnyObject {
-    func scriptSendToRoom(_ roomID: String, _ payload: UnsafeRawBufferPointer, binary: Bool) -> Int
-    func scriptSendToClient(_ clientID: String, _ payload: UnsafeRawBufferPointer, binary: Bool) -> Int
-    func scriptBroadcast(_ payload: UnsafeRawBufferPointer, binary: Bool) -> Int
+    func scriptSendToRoom(_ roomID: String, _ payload: UnsafeRawBufferPointer, binary: Bool) throws(ScriptSendError) -> Int
+    func scriptSendToClient(_ clientID: String, _ payload: UnsafeRawBufferPointer, binary: Bool) throws(ScriptSendError) -> Int
+    func scriptBroadcast(_ payload: UnsafeRawBufferPointer, binary: Bool) throws(ScriptSendError) -> Int
     func scriptLog(_ level: ScriptLogLevel, _ message: String)
+}
+
+/// Why a delegate refused a send; raised in the script as a Lua error.
+public struct ScriptSendError: Error, Equatable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
 }
 
 /// Per-client state, owned by the broker (Swift), survives every reload.

@@ -134,6 +134,25 @@ struct BrokerServerTests {
         #expect(client.waitForEndOfStream())
     }
 
+    @Test func invalidUTF8TextSendIsAnErrorForTheScript() throws {
+        let broker = try RunningBroker(script: """
+            function on_message(message, context)
+              local ok, err = pcall(strands.send_private_message, context.client_id, "\\xff\\xfe")
+              strands.send_private_message(context.client_id, tostring(ok) .. " " .. tostring(err))
+              strands.send_private_message(context.client_id, "\\xff", { binary = true })
+            end
+            """)
+        defer { #expect(broker.stop()) }
+        let client = try TestClient(port: broker.port)
+        #expect(try client.upgrade() == 101)
+        try client.sendText("go")
+        let reply = try client.receiveText()
+        #expect(reply.hasPrefix("false "))
+        #expect(reply.contains("not valid UTF-8"))
+        let binary = try client.receiveFrame()
+        #expect(binary.opcode == 2 && binary.payload == [0xFF])
+    }
+
     @Test func clientIDsAreLowerCaseVersion4UUIDs() {
         let pattern = #/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/#
         var seen = Set<String>()
