@@ -39,7 +39,7 @@ public final class Logger {
     /// a disabled debug line costs nothing to build.
     public func log(_ level: LogLevel, _ message: @autoclosure () -> String) {
         guard level >= self.level else { return }
-        let line = "\(Self.timestamp()) \(level.label) \(message())\n"
+        let line = "\(Self.timestamp()) \(level.label) \(Self.singleLine(message()))\n"
         // stderr is unbuffered: one write per line keeps lines whole when several processes share a terminal.
         _ = line.withCString { fputs($0, stderr) }
     }
@@ -48,6 +48,15 @@ public final class Logger {
     public func info(_ message: @autoclosure () -> String) { log(.info, message()) }
     public func warn(_ message: @autoclosure () -> String) { log(.warn, message()) }
     public func error(_ message: @autoclosure () -> String) { log(.error, message()) }
+
+    /// One event, one line: multi-line texts (Lua tracebacks) are joined with
+    /// " | " so a grep for the event finds all of it.
+    static func singleLine(_ text: String) -> String {
+        guard text.utf8.contains(where: { $0 == 10 || $0 == 13 }) else { return text }
+        return text.split(omittingEmptySubsequences: true, whereSeparator: { $0 == "\n" || $0 == "\r" })
+            .map { $0.trimmingPrefix(while: { $0 == "\t" || $0 == " " }) }
+            .joined(separator: " | ")
+    }
 
     private static func timestamp() -> String {
         var now = timespec()

@@ -164,3 +164,12 @@ struct BrokerServerTests {
         #expect(seen.count == 1000)
     }
 }
+
+@Suite("Logger")
+struct LoggerTests {
+    @Test func multiLineMessagesBecomeOneLine() {
+        let traceback = "x.lua:3: boom\nstack traceback:\n\t[C]: in ?\n\tx.lua:3: in main chunk"
+        #expect(Logger.singleLine(traceback) == "x.lua:3: boom | stack traceback: | [C]: in ? | x.lua:3: in main chunk")
+        #expect(Logger.singleLine("plain") == "plain")
+    }
+}
