@@ -152,15 +152,9 @@ public final class ScriptHost {
         let top = lua_gettop(L)
         defer { lua_settop(L, top) }
 
-        // request.context
-        lua_createtable(L, 0, 3)
+        // request.context: a fresh table, not the cache, since the handler may change it
+        pushFreshContext(rt, context)
         let ctx = lua_gettop(L)
-        rt.push(context.clientID)
-        rt.rawSetField(ctx, "client_id")
-        rt.push(context.roomID)
-        rt.rawSetField(ctx, "room_id")
-        rt.push(context.metadata)
-        rt.rawSetField(ctx, "metadata")
 
         // request
         lua_createtable(L, 0, 9)
