@@ -29,6 +29,8 @@ public final class BrokerServer {
     private var rooms: [String: Room] = [:]
     /// Connections with bytes queued during this loop iteration.
     private var dirty: [Connection] = []
+    /// The other of two alternating flush lists, so a flush allocates nothing.
+    private var spareDirty: [Connection] = []
     /// Connections that outgrew their send queue during a handler; closed after it returns.
     private var overflowing: [Connection] = []
     private var shuttingDown = false
@@ -228,16 +230,24 @@ public final class BrokerServer {
                 connection.destroy()
             }
         }
-        if !dirty.isEmpty {
-            // Flushing can queue more (nothing does today, but keep the list consistent).
-            let batch = dirty
-            dirty.removeAll(keepingCapacity: true)
-            for connection in batch {
-                connection.isDirty = false
-                connection.flush()
-            }
-        }
+        flushPendingWrites()
         if shuttingDown && connections.isEmpty { loop.stop() }
+    }
+
+    /// Writes every queue that grew since the last flush. Not during a
+    /// handler: the connections it sends to may be dropped by a failed write,
+    /// and that must not re-enter Lua.
+    func flushPendingWrites() {
+        guard !dirty.isEmpty else { return }
+        // Swapped out so that a flush that queues more (it cannot today) starts a fresh list.
+        var batch = dirty
+        dirty = spareDirty
+        for connection in batch {
+            connection.isDirty = false
+            connection.flush()
+        }
+        batch.removeAll(keepingCapacity: true)
+        spareDirty = batch
     }
 
     private func scheduleSweep() {

@@ -79,6 +79,11 @@ final class Connection: IOHandler {
             lastActivity = monotonicSeconds()
             pingSent = false
             received(UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count]))
+            // Send what this input produced now rather than after the whole
+            // epoll batch: peers waiting on a reply get it while the loop goes
+            // on with the next socket, and the frames one handler queued for a
+            // peer still leave together.
+            broker.flushPendingWrites()
         } else if count == 0 {
             peerHungUp(reason: "the client closed the connection")
         } else if -count != EAGAIN && -count != EINTR {
@@ -234,8 +239,15 @@ final class Connection: IOHandler {
     /// Writes as much of the queue as the socket takes, in one writev for up to 64 frames.
     func flush() {
         while !queue.isEmpty {
-            let written: Int = broker.withIOVectors(for: queue, firstOffset: queueOffset) { vectors, count in
-                lsnet_writev(fd, vectors, Int32(count))
+            let written: Int
+            if queue.count == 1 {
+                // The common case (one reply, one fan-out frame): send() skips writev's iovec import.
+                let frame = queue[0]
+                written = frame.withUnsafeMutablePointerToElements { lsnet_write(fd, $0 + queueOffset, frame.count - queueOffset) }
+            } else {
+                written = broker.withIOVectors(for: queue, firstOffset: queueOffset) { vectors, count in
+                    lsnet_writev(fd, vectors, Int32(count))
+                }
             }
             if written < 0 {
                 if -written == EAGAIN || -written == EINTR {

@@ -1,0 +1,249 @@
+"""Protocol edges and limits seen from the wire: ping, fragments, ordering,
+bad frames, HTTP without upgrade, head size, timeouts, Lua memory cap,
+shutdown close code, many clients at once."""
+
+import asyncio
+import socket
+import time
+
+from websockets.exceptions import InvalidStatus
+
+from conftest import (EXAMPLES, connect, expect_closed, frame, raw_ws, recv, run,
+                      write_script)
+
+ECHO = EXAMPLES / "echo.lua"
+
+
+def test_ping_pong(broker):
+    b = broker(ECHO)
+
+    async def body():
+        async with connect(b.url("/")) as ws:
+            pong = await ws.ping(b"are you there")
+            await asyncio.wait_for(pong, 10)
+            await ws.send("still echoing")
+            assert await recv(ws) == "still echoing"
+
+    run(body())
+
+
+def test_fragmented_messages(broker):
+    b = broker(ECHO)
+
+    async def body():
+        async with connect(b.url("/")) as ws:
+            await ws.send(["frag", "ment", "ed ✓"])
+            assert await recv(ws) == "fragmented ✓"
+            await ws.send([b"\x00\x01", b"\x02", b"\xff"])
+            assert await recv(ws) == b"\x00\x01\x02\xff"
+
+    run(body())
+
+
+def test_raw_fragments_with_interleaved_ping(broker):
+    b = broker(ECHO)
+    raw = raw_ws(b.port, "/")
+    try:
+        raw.send(frame(1, "hel", fin=False))
+        raw.send(frame(9, "p"))  # a control frame between fragments
+        raw.send(frame(0, "lo", fin=True))
+        got = [raw.read_frame(), raw.read_frame()]
+        assert (True, 10, b"p") in got, got  # pong with the ping's payload
+        assert (True, 1, b"hello") in got, got
+    finally:
+        raw.close()
+
+
+def test_order_is_kept(broker):
+    b = broker(ECHO)
+
+    async def body():
+        async with connect(b.url("/")) as ws:
+            for i in range(500):
+                await ws.send(f"m{i}")
+            got = [await recv(ws) for _ in range(500)]
+            assert got == [f"m{i}" for i in range(500)]
+
+    run(body())
+
+
+def test_many_clients_at_once(broker):
+    b = broker(ECHO)
+
+    async def client(i):
+        async with connect(b.url(f"/c{i % 7}")) as ws:
+            for j in range(20):
+                await ws.send(f"{i}-{j}")
+            return [await recv(ws, 30) for _ in range(20)]
+
+    async def body():
+        results = await asyncio.gather(*(client(i) for i in range(100)))
+        for i, got in enumerate(results):
+            assert got == [f"{i}-{j}" for j in range(20)]
+
+    run(body(), timeout=120)
+
+
+def test_invalid_utf8_text_closes_1007(broker):
+    b = broker(ECHO)
+    raw = raw_ws(b.port, "/")
+    try:
+        raw.send(frame(1, b"ok \xff\xfe"))
+        code, _ = raw.read_close()
+        assert code == 1007
+    finally:
+        raw.close()
+
+
+def test_unmasked_client_frame_closes_1002(broker):
+    b = broker(ECHO)
+    raw = raw_ws(b.port, "/")
+    try:
+        raw.send(frame(1, "hello", mask=False))
+        code, _ = raw.read_close()
+        assert code == 1002
+    finally:
+        raw.close()
+
+
+def test_close_handshake_echoes_code(broker):
+    b = broker(ECHO)
+
+    async def body():
+        async with connect(b.url("/")) as ws:
+            await ws.send("x")
+            await recv(ws)
+            await ws.close(1000, "bye")
+            assert ws.close_code == 1000  # the broker's answering Close
+
+    run(body())
+
+
+def test_plain_http_request_is_refused(broker):
+    b = broker(ECHO)
+    s = socket.create_connection(("127.0.0.1", b.port), timeout=20)
+    try:
+        s.sendall(f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{b.port}\r\n\r\n".encode())
+        data = b""
+        while b"\r\n" not in data:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        status = data.split(b"\r\n", 1)[0]
+        assert status.startswith(b"HTTP/1.1 4"), status
+    finally:
+        s.close()
+
+
+def test_max_head_size(broker):
+    b = broker(ECHO, "--max-head-size", "2048")
+
+    async def status(headers):
+        try:
+            async with connect(b.url("/"), additional_headers=headers) as ws:
+                await ws.send("x")
+                await recv(ws)
+        except InvalidStatus as e:
+            return e.response.status_code
+        return 101
+
+    assert run(status([("X-Small", "a" * 100)])) == 101
+    assert run(status([("X-Big", "a" * 4000)])) == 431
+
+
+def test_handshake_timeout(broker):
+    b = broker(ECHO, "--handshake-timeout", "1")
+    s = socket.create_connection(("127.0.0.1", b.port), timeout=20)
+    try:
+        s.sendall(b"GET / HTTP/1.1\r\n")  # and then nothing
+        t0 = time.monotonic()
+        try:
+            while s.recv(4096):
+                pass
+        except ConnectionResetError:
+            pass
+        assert time.monotonic() - t0 < 15
+    finally:
+        s.close()
+
+
+def test_idle_timeout_closes_and_runs_on_disconnect(broker):
+    b = broker("""
+    function on_message(message, context, is_binary)
+      strands.send_private_message(context.client_id, message)
+    end
+    function on_disconnect(context)
+      strands.log.info("disconnected " .. context.client_id .. " room " .. context.room_id)
+    end
+    """, "--idle-timeout", "1")
+    raw = raw_ws(b.port, "/idle-room")  # answers nothing, not even pings
+    try:
+        t0 = time.monotonic()
+        assert raw.at_eof(20)
+        assert time.monotonic() - t0 < 15
+    finally:
+        raw.close()
+    b.wait_for_log(r"disconnected [0-9a-f-]{36} room idle-room")
+
+
+def test_memory_limit_stops_the_handler_not_the_broker(broker):
+    b = broker("""
+    function on_message(message, context, is_binary)
+      if message == "hog" then
+        local t = {}
+        for i = 1, 1e9 do t[i] = string.rep("x", 64) .. i end
+      end
+      strands.send_private_message(context.client_id, "echo:" .. message)
+    end
+    """, "--memory-limit", "16M")
+
+    async def body():
+        async with connect(b.url("/a")) as a:
+            await a.send("hog")
+            async with connect(b.url("/b")) as other:
+                await other.send("alive?")
+                assert await recv(other, 30) == "echo:alive?"
+
+    run(body())
+
+
+def test_sigterm_closes_clients_1001(broker):
+    b = broker(ECHO)
+
+    async def body():
+        async with connect(b.url("/")) as ws:
+            await ws.send("x")
+            await recv(ws)
+            b.proc.terminate()
+            rcvd, _ = await expect_closed(ws, 20)
+            assert rcvd is not None and rcvd.code == 1001, rcvd
+
+    run(body())
+    assert b.proc.wait(20) == 0
+
+
+def test_broken_module_edit_reports_module_line(broker, tmp_path):
+    write_script(tmp_path / "helper.lua", "return { tag = 'h1' }\n")
+    b = broker("""
+    local helper = require("helper")
+    function on_message(message, context, is_binary)
+      strands.send_private_message(context.client_id, helper.tag .. ":" .. message)
+    end
+    """)
+
+    async def body():
+        async with connect(b.url("/")) as ws:
+            await ws.send("a")
+            assert await recv(ws) == "h1:a"
+            mark = len(b.log)
+            (tmp_path / "helper.lua").write_text("-- 1\n-- 2\nreturn { tag = = 'h2' }\n")
+            line = b.wait_for_log(r"reload failed", start=mark)
+            after = "\n".join(b.log[b.log.index(line):][:6])
+            assert "helper.lua:3" in line, (
+                "the 'reload failed' line lacks helper.lua:3 (one line per event); "
+                f"it and the lines after it:\n{after}")
+            await ws.send("b")
+            assert await recv(ws) == "h1:b"
+
+    run(body())
