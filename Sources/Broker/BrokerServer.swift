@@ -359,7 +359,7 @@ private final class ScriptDelegate: ScriptHostDelegate {
     func scriptLog(_ level: ScriptLogLevel, _ message: String) {
         guard let logger = broker?.logger else {
             // Before the broker exists (the first load), still say it.
-            fputs("script: \(message)\n", stderr)
+            Logger.writeToStandardError("script: \(Logger.singleLine(message))\n")
             return
         }
         switch level {

@@ -40,14 +40,27 @@ public final class Logger {
     public func log(_ level: LogLevel, _ message: @autoclosure () -> String) {
         guard level >= self.level else { return }
         let line = "\(Self.timestamp()) \(level.label) \(Self.singleLine(message()))\n"
-        // stderr is unbuffered: one write per line keeps lines whole when several processes share a terminal.
-        _ = line.withCString { fputs($0, stderr) }
+        Self.writeToStandardError(line)
     }
 
     public func debug(_ message: @autoclosure () -> String) { log(.debug, message()) }
     public func info(_ message: @autoclosure () -> String) { log(.info, message()) }
     public func warn(_ message: @autoclosure () -> String) { log(.warn, message()) }
     public func error(_ message: @autoclosure () -> String) { log(.error, message()) }
+
+    /// One write(2) per line keeps lines whole when several processes share a
+    /// terminal or a log file.
+    public static func writeToStandardError(_ line: String) {
+        var line = line
+        line.withUTF8 { bytes in
+            var offset = 0
+            while offset < bytes.count {
+                let written = write(2, bytes.baseAddress! + offset, bytes.count - offset)
+                if written <= 0 { return }
+                offset += written
+            }
+        }
+    }
 
     /// One event, one line: multi-line texts (Lua tracebacks) are joined with
     /// " | " so a grep for the event finds all of it.

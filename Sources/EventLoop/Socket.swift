@@ -24,7 +24,7 @@ public final class TCPListener {
         var message = [CChar](repeating: 0, count: 256)
         let fd = lsnet_listen_tcp(host, Int32(port), backlog, &bound, &message, message.count)
         guard fd >= 0 else {
-            throw ListenError(message: String(cString: message))
+            throw ListenError(message: text(ofNulTerminated: message))
         }
         self.fd = fd
         self.port = Int(bound)
@@ -37,7 +37,7 @@ public final class TCPListener {
         var address = [CChar](repeating: 0, count: 64)
         var port: Int32 = 0
         let fd = lsnet_accept(self.fd, &address, address.count, &port)
-        if fd >= 0 { return AcceptedSocket(fd: fd, address: String(cString: address), port: Int(port)) }
+        if fd >= 0 { return AcceptedSocket(fd: fd, address: text(ofNulTerminated: address), port: Int(port)) }
         if -fd == EAGAIN || -fd == EWOULDBLOCK { return nil }
         throw SystemError("accept", errno: -fd)
     }
@@ -59,3 +59,9 @@ public func raiseFileDescriptorLimit() -> Int { lsnet_raise_fd_limit() }
 
 /// Makes writes to a peer that has gone fail with EPIPE instead of killing the process.
 public func ignoreSIGPIPE() { lsnet_ignore_sigpipe() }
+
+/// The text in a NUL-terminated buffer a C function filled.
+private func text(ofNulTerminated buffer: [CChar]) -> String {
+    let bytes = buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+    return String(decoding: bytes, as: UTF8.self)
+}

@@ -11,7 +11,7 @@ func absolutePath(_ path: String) -> String {
 }
 
 func printError(_ message: String) {
-    fputs("luastrands: \(message)\n", stderr)
+    Logger.writeToStandardError("luastrands: \(message)\n")
 }
 
 let command: Command

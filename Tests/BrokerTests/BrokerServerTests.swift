@@ -2,6 +2,12 @@ import Foundation
 import Testing
 @testable import Broker
 
+/// Hands the broker to the loop thread.
+private final class LoopOwned: @unchecked Sendable {
+    let server: BrokerServer
+    init(server: BrokerServer) { self.server = server }
+}
+
 /// Runs a broker on its own thread with a script, on a free port.
 final class RunningBroker {
     let server: BrokerServer
@@ -20,10 +26,12 @@ final class RunningBroker {
         configure(&configuration)
         server = try BrokerServer(scriptPath: path.path, configuration: configuration, logger: Logger(level: .error))
         try server.start(handlingSignals: false)
-        let server = self.server
+        // The loop thread owns the broker from here on; this thread only calls
+        // requestShutdown(), the one method that is safe from any thread.
+        let owned = LoopOwned(server: server)
         let finished = self.finished
         thread = Thread {
-            server.run()
+            owned.server.run()
             finished.signal()
         }
         thread.start()
