@@ -214,6 +214,10 @@ final class Connection: IOHandler {
 
     private func fail(_ error: ProtocolError) {
         broker.logger.debug("client \(context?.clientID ?? "-") violated the protocol: \(error.reason) (close \(error.closeCode))")
+        if isRegistered, let context {
+            // The script learns why the client is going before its on_disconnect runs.
+            broker.script.reportError("client closed for a protocol error: \(error.reason) (close code \(error.closeCode))", context: context)
+        }
         perform(closeHandshake.failed(error))
     }
 
@@ -346,6 +350,9 @@ final class Connection: IOHandler {
             }
             let quiet = now - lastActivity
             if quiet > broker.configuration.idleTimeout {
+                if isRegistered, let context {
+                    broker.script.reportError("client closed after \(Int(quiet)) s without a message or a pong (idle timeout)", context: context)
+                }
                 startClose(code: 1001, reason: "idle timeout")
             } else if quiet > broker.configuration.idleTimeout / 2 && !pingSent {
                 pingSent = true

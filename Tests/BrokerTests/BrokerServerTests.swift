@@ -161,6 +161,29 @@ struct BrokerServerTests {
         #expect(binary.opcode == 2 && binary.payload == [0xFF])
     }
 
+    @Test func protocolErrorsAreReportedToOnErrorBeforeOnDisconnect() throws {
+        let broker = try RunningBroker(script: """
+            function on_error(err, context)
+              strands.send_room_message("observer", "error " .. context.room_id .. ": " .. err)
+            end
+            function on_disconnect(context)
+              strands.send_room_message("observer", "gone " .. context.room_id)
+            end
+            """) { $0.maxMessageSize = 100 }
+        defer { #expect(broker.stop()) }
+        let observer = try TestClient(port: broker.port)
+        #expect(try observer.upgrade(path: "/observer") == 101)
+        let offender = try TestClient(port: broker.port)
+        #expect(try offender.upgrade(path: "/big") == 101)
+        try offender.sendText(String(repeating: "x", count: 101))
+        let close = try offender.receiveFrame()
+        #expect(close.opcode == 8 && close.payload.count >= 2 && (Int(close.payload[0]) << 8 | Int(close.payload[1])) == 1009)
+        let report = try observer.receiveText()
+        #expect(report.hasPrefix("error big: "))
+        #expect(report.contains("1009"))
+        #expect(try observer.receiveText() == "gone big")
+    }
+
     @Test func clientIDsAreLowerCaseVersion4UUIDs() {
         let pattern = #/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/#
         var seen = Set<String>()
