@@ -6,6 +6,8 @@ import asyncio
 import socket
 import time
 
+import pytest
+
 from websockets.exceptions import InvalidStatus
 
 from conftest import (EXAMPLES, connect, expect_closed, frame, raw_ws, recv, run,
@@ -84,24 +86,21 @@ def test_many_clients_at_once(broker):
     run(body(), timeout=120)
 
 
-def test_invalid_utf8_text_closes_1007(broker):
+@pytest.mark.parametrize(
+    "bad_frame, close_code",
+    [
+        (frame(1, b"ok \xff\xfe"), 1007),  # text that is not UTF-8
+        (frame(1, "hello", mask=False), 1002),  # clients must mask
+    ],
+    ids=["invalid-utf8-1007", "unmasked-1002"],
+)
+def test_bad_frame_closes_with_its_code(broker, bad_frame, close_code):
     b = broker(ECHO)
     raw = raw_ws(b.port, "/")
     try:
-        raw.send(frame(1, b"ok \xff\xfe"))
+        raw.send(bad_frame)
         code, _ = raw.read_close()
-        assert code == 1007
-    finally:
-        raw.close()
-
-
-def test_unmasked_client_frame_closes_1002(broker):
-    b = broker(ECHO)
-    raw = raw_ws(b.port, "/")
-    try:
-        raw.send(frame(1, "hello", mask=False))
-        code, _ = raw.read_close()
-        assert code == 1002
+        assert code == close_code
     finally:
         raw.close()
 
