@@ -21,6 +21,8 @@ function on_connection_request(request)
   if p == "/close" then return false, 4001, "go away" end
   if p == "/boom" then error("boom in gate") end
   if p == "/nil-index" then local t = nil; return t.x end
+  if p == "/spin" then while true do end end
+  if p == "/exit" then os.exit(3) end
   return true
 end
 
@@ -58,6 +60,8 @@ def test_accept(broker, path):
     ("/503", 503),
     ("/boom", 500),
     ("/nil-index", 500),
+    ("/spin", 500),  # stopped at the handler budget: fails closed
+    ("/exit", 500),  # os.exit raises instead of ending the broker
 ])
 def test_reject_with_http_status(broker, path, status):
     b = broker(GATE)
