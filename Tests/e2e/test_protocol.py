@@ -222,6 +222,32 @@ def test_sigterm_closes_clients_1001(broker):
     assert b.proc.wait(20) == 0
 
 
+def test_shutdown_runs_on_disconnect_for_every_client(broker):
+    b = broker("""
+    function on_new_connection(context)
+      strands.send_private_message(context.client_id, "welcome")
+    end
+    function on_disconnect(context)
+      strands.log.info("bye from " .. context.room_id)
+    end
+    """)
+
+    async def body():
+        clients = [await connect(b.url(f"/r{i}")).__aenter__() for i in range(3)]
+        for ws in clients:
+            assert await recv(ws) == "welcome"
+        b.proc.terminate()
+        for ws in clients:
+            rcvd, _ = await expect_closed(ws, 20)
+            assert rcvd is not None and rcvd.code == 1001, rcvd
+
+    run(body())
+    assert b.proc.wait(20) == 0
+    for i in range(3):
+        b.wait_for_log(f"bye from r{i}$")  # the log reader may trail the exit
+        assert b.count(f"bye from r{i}$") == 1, b.log_text()
+
+
 def test_broken_module_edit_reports_module_line(broker, tmp_path):
     write_script(tmp_path / "helper.lua", "return { tag = 'h1' }\n")
     b = broker("""
