@@ -176,6 +176,11 @@ start_server() {  # start_server luastrands|wsecho MODE SCRIPT NAME
   esac
 }
 
+us_per_op() {  # us_per_op CPU_SECONDS RATE_PER_S DECIMALS: server CPU µs per operation in the window
+  awk -v c="$1" -v n="$2" -v d="$DUR_S" -v p="$3" \
+    'BEGIN{ if (n>0) printf "%.*f", p, c*1e6/(n*d); else print "n/a" }'
+}
+
 declare -A PP_RPS PP_P50 PP_P99 PP_US PP_ERR
 pingpong_run() {  # pingpong_run NAME RUN (server already started)
   local name="$1" i="$2" r
@@ -183,8 +188,7 @@ pingpong_run() {  # pingpong_run NAME RUN (server already started)
        -clients 100 -duration "$DURATION" -warmup "$WARMUP" -payload 64 -pid "$SERVER_PID")"
   PP_RPS[$name]+=" $(field rps "$r")"; PP_P50[$name]+=" $(field p50_ms "$r")"
   PP_P99[$name]+=" $(field p99_ms "$r")"; PP_ERR[$name]+=" $(field errors "$r")"
-  PP_US[$name]+=" $(awk -v c="$(field server_cpu_s "$r")" -v n="$(field rps "$r")" -v d="$DUR_S" \
-         'BEGIN{ if (n>0) printf "%.2f", c*1e6/(n*d); else print "n/a" }')"
+  PP_US[$name]+=" $(us_per_op "$(field server_cpu_s "$r")" "$(field rps "$r")" 2)"
 }
 pingpong_row() {  # pingpong_row NAME
   local n="$1"
@@ -200,8 +204,7 @@ fanout_run() {  # fanout_run NAME RUN (server already started)
        -pid "$SERVER_PID")"
   FO_DPS[$name]+=" $(field deliveries_per_s "$r")"; FO_LOSS[$name]+=" $(field loss_pct "$r")"
   FO_P50[$name]+=" $(field p50_ms "$r")"; FO_P99[$name]+=" $(field p99_ms "$r")"
-  FO_US[$name]+=" $(awk -v c="$(field server_cpu_s "$r")" -v n="$(field deliveries_per_s "$r")" -v d="$DUR_S" \
-         'BEGIN{ if (n>0) printf "%.3f", c*1e6/(n*d); else print "n/a" }')"
+  FO_US[$name]+=" $(us_per_op "$(field server_cpu_s "$r")" "$(field deliveries_per_s "$r")" 3)"
 }
 fanout_row() {  # fanout_row NAME
   local n="$1"

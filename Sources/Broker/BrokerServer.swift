@@ -180,20 +180,20 @@ public final class BrokerServer {
     func sendToClient(_ clientID: String, _ payload: UnsafeRawBufferPointer, binary: Bool) throws(ScriptSendError) -> Int {
         if !binary { try requireText(payload) }
         guard let connection = clients[clientID], connection.isOpenForMessages else { return 0 }
-        connection.enqueue(.encode(binary ? .binary : .text, payload: payload))
+        connection.enqueue(scriptFrame(payload, binary: binary))
         return 1
     }
 
     func sendToRoom(_ roomID: String, _ payload: UnsafeRawBufferPointer, binary: Bool) throws(ScriptSendError) -> Int {
         if !binary { try requireText(payload) }
         guard let room = rooms[roomID] else { return 0 }
-        return deliver(.encode(binary ? .binary : .text, payload: payload), to: room.members)
+        return deliver(scriptFrame(payload, binary: binary), to: room.members)
     }
 
     func broadcast(_ payload: UnsafeRawBufferPointer, binary: Bool) throws(ScriptSendError) -> Int {
         if !binary { try requireText(payload) }
         guard !rooms.isEmpty else { return 0 }
-        let frame = OutboundFrame.encode(binary ? .binary : .text, payload: payload)
+        let frame = scriptFrame(payload, binary: binary)
         var count = 0
         for room in rooms.values { count += deliver(frame, to: room.members) }
         return count
@@ -205,6 +205,11 @@ public final class BrokerServer {
         guard UTF8Validator.isValid(payload) else {
             throw ScriptSendError("message is not valid UTF-8 text; send bytes with { binary = true }")
         }
+    }
+
+    /// The frame of a script's message, encoded once for all its recipients.
+    private func scriptFrame(_ payload: UnsafeRawBufferPointer, binary: Bool) -> OutboundFrame {
+        .encode(binary ? .binary : .text, payload: payload)
     }
 
     private func deliver(_ frame: OutboundFrame, to members: [Connection]) -> Int {
@@ -224,9 +229,7 @@ public final class BrokerServer {
             overflowing.removeAll()
             for connection in slow where connection.isRegistered {
                 logger.warn("client \(connection.context?.clientID ?? "-") is not reading: \(connection.queuedBytes) bytes queued; dropping it")
-                if let context = connection.context {
-                    script.reportError("send queue overflow: the client is not reading fast enough and was disconnected", context: context)
-                }
+                connection.tellScriptWhyItGoes("send queue overflow: the client is not reading fast enough and was disconnected")
                 connection.destroy()
             }
         }
@@ -239,7 +242,8 @@ public final class BrokerServer {
     /// and that must not re-enter Lua.
     func flushPendingWrites() {
         guard !dirty.isEmpty else { return }
-        // Swapped out so that a flush that queues more (it cannot today) starts a fresh list.
+        // Swapped out: a failed write drops its peer and runs on_disconnect,
+        // which may queue frames for others while this list is walked.
         var batch = dirty
         dirty = spareDirty
         for connection in batch {

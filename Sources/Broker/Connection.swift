@@ -76,7 +76,7 @@ final class Connection: IOHandler {
         let buffer = broker.readBuffer
         let count = lsnet_read(fd, buffer.baseAddress, buffer.count)
         if count > 0 {
-            lastActivity = monotonicSeconds()
+            lastActivity = broker.loop.iterationTime
             pingSent = false
             received(UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count]))
             // Send what this input produced now rather than after the whole
@@ -214,10 +214,7 @@ final class Connection: IOHandler {
 
     private func fail(_ error: ProtocolError) {
         broker.logger.debug("client \(context?.clientID ?? "-") violated the protocol: \(error.reason) (close \(error.closeCode))")
-        if isRegistered, let context {
-            // The script learns why the client is going before its on_disconnect runs.
-            broker.script.reportError("client closed for a protocol error: \(error.reason) (close code \(error.closeCode))", context: context)
-        }
+        tellScriptWhyItGoes("client closed for a protocol error: \(error.reason) (close code \(error.closeCode))")
         perform(closeHandshake.failed(error))
     }
 
@@ -234,10 +231,14 @@ final class Connection: IOHandler {
         }
         queue.append(frame)
         queuedBytes += frame.count
-        if !isDirty {
-            isDirty = true
-            broker.markDirty(self)
-        }
+        scheduleFlush()
+    }
+
+    /// Puts this connection on the broker's flush list once per turn.
+    private func scheduleFlush() {
+        guard !isDirty else { return }
+        isDirty = true
+        broker.markDirty(self)
     }
 
     /// Writes as much of the queue as the socket takes, in one writev for up to 64 frames.
@@ -299,10 +300,7 @@ final class Connection: IOHandler {
     /// Nothing more will be queued: flush, then half-close.
     private func finishSending() {
         closeWhenFlushed = true
-        if !isDirty {
-            isDirty = true
-            broker.markDirty(self)
-        }
+        scheduleFlush()
     }
 
     /// Our side is done: the peer sees end of stream, and we read until it hangs
@@ -335,6 +333,13 @@ final class Connection: IOHandler {
         broker.forget(self)
     }
 
+    /// Reports to `on_error` why the broker is dropping an accepted client,
+    /// before its `on_disconnect` runs.
+    func tellScriptWhyItGoes(_ why: String) {
+        guard isRegistered, let context else { return }
+        broker.script.reportError(why, context: context)
+    }
+
     /// Called about once a second: pings quiet clients and enforces the deadlines.
     func checkTimers(now: Double) {
         switch phase {
@@ -350,9 +355,7 @@ final class Connection: IOHandler {
             }
             let quiet = now - lastActivity
             if quiet > broker.configuration.idleTimeout {
-                if isRegistered, let context {
-                    broker.script.reportError("client closed after \(Int(quiet)) s without a message or a pong (idle timeout)", context: context)
-                }
+                tellScriptWhyItGoes("client closed after \(Int(quiet)) s without a message or a pong (idle timeout)")
                 startClose(code: 1001, reason: "idle timeout")
             } else if quiet > broker.configuration.idleTimeout / 2 && !pingSent {
                 pingSent = true

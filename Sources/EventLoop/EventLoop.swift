@@ -60,6 +60,9 @@ public final class EventLoop {
     private var timers: [(deadline: UInt64, id: UInt64, action: () -> Void)] = []
     private var nextTimerID: UInt64 = 1
     private var running = false
+    /// Monotonic seconds read once when the current batch of events arrived.
+    /// Handlers use it for timestamps instead of reading the clock per event.
+    public private(set) var iterationTime = monotonicSeconds()
     private var waker: Waker?
 
     /// Called once after every batch of readiness events and due timers. The
@@ -144,6 +147,7 @@ public final class EventLoop {
         running = true
         while running {
             let count = lsnet_epoll_wait(epollFD, events, Self.maxEventsPerWait, nextTimeoutMilliseconds())
+            iterationTime = monotonicSeconds()
             if count > 0 {
                 for i in 0..<Int(count) {
                     let event = events[i]
