@@ -33,7 +33,15 @@ public final class BrokerServer {
     private var spareDirty: [Connection] = []
     /// Connections that outgrew their send queue during a handler; closed after it returns.
     private var overflowing: [Connection] = []
-    private var shuttingDown = false
+    private(set) var shuttingDown = false
+    /// Sockets past the connection limit, being told 503; they do not count against it.
+    private var refusingCount = 0
+    /// The connection limit in force: configured, or derived from the open-file limit in `start()`.
+    public private(set) var connectionLimit = Int.max
+    /// At most this many refusals in flight; beyond it a socket is closed at once,
+    /// so a flood cannot spend the descriptors the limit keeps in reserve.
+    private var refusingLimit = 0
+    private var lastRefusalLog = -Double.infinity
 
     /// One read buffer for every socket: idle connections then cost no buffer at all.
     let readBuffer: UnsafeMutableRawBufferPointer
@@ -66,6 +74,15 @@ public final class BrokerServer {
     public func start(handlingSignals: Bool = true) throws {
         ignoreSIGPIPE()
         let limit = raiseFileDescriptorLimit()
+        // The reserve covers the listener, epoll, signal, watch and script files,
+        // and the sockets being refused with 503.
+        let reserve = min(512, limit / 4)
+        let automatic = max(1, limit - reserve)
+        connectionLimit = configuration.maxConnections ?? automatic
+        refusingLimit = max(8, reserve / 2)
+        if connectionLimit > automatic {
+            logger.warn("--max-connections \(connectionLimit) is above what the open file limit (\(limit)) allows; accepts may fail with EMFILE")
+        }
         let listener = try TCPListener(host: configuration.host, port: configuration.port)
         self.listener = listener
         let handler = ListenerHandler(broker: self, listener: listener)
@@ -80,7 +97,7 @@ public final class BrokerServer {
         loop.afterIteration = { [unowned self] in endOfIteration() }
         scheduleSweep()
         let host = configuration.host.contains(":") ? "[\(configuration.host)]" : configuration.host
-        logger.info("listening on ws://\(host):\(listener.port)/ (open file limit \(limit))")
+        logger.info("listening on ws://\(host):\(listener.port)/ (max connections \(connectionLimit), open file limit \(limit))")
     }
 
     private func installSignalHandling() throws {
@@ -107,7 +124,8 @@ public final class BrokerServer {
     // MARK: client and room tables
 
     func accept(_ socket: AcceptedSocket) {
-        guard !shuttingDown else {
+        let admitted = connections.count - refusingCount < connectionLimit
+        guard !shuttingDown, admitted || refusingCount < refusingLimit else {
             _ = lsnet_close(socket.fd)
             return
         }
@@ -120,6 +138,15 @@ public final class BrokerServer {
             return
         }
         connections[ObjectIdentifier(connection)] = connection
+        if !admitted {
+            refusingCount += 1
+            connection.refuse(status: 503, why: "the broker is at its limit of \(connectionLimit) connections")
+            let now = loop.iterationTime
+            if now - lastRefusalLog > 1 {
+                lastRefusalLog = now
+                logger.warn("at the connection limit (\(connectionLimit), --max-connections): refusing new clients with 503")
+            }
+        }
     }
 
     func register(_ connection: Connection, context: ScriptContext) {
@@ -156,6 +183,18 @@ public final class BrokerServer {
 
     func forget(_ connection: Connection) {
         connections[ObjectIdentifier(connection)] = nil
+        if connection.isRefusal { refusingCount -= 1 }
+    }
+
+    /// Stops accepting for a moment: out of descriptors, a level-triggered
+    /// listener would otherwise wake the loop in a busy spin until one frees.
+    func pauseAccepting(for seconds: Double) {
+        guard let listener else { return }
+        loop.modify(fd: listener.fd, interest: [])
+        loop.schedule(after: seconds) { [unowned self] in
+            guard !shuttingDown, let listener = self.listener else { return }
+            loop.modify(fd: listener.fd, interest: .readable)
+        }
     }
 
     func markDirty(_ connection: Connection) { dirty.append(connection) }
@@ -228,9 +267,8 @@ public final class BrokerServer {
             let slow = overflowing
             overflowing.removeAll()
             for connection in slow where connection.isRegistered {
-                logger.warn("client \(connection.context?.clientID ?? "-") is not reading: \(connection.queuedBytes) bytes queued; dropping it")
-                connection.tellScriptWhyItGoes("send queue overflow: the client is not reading fast enough and was disconnected")
-                connection.destroy()
+                logger.warn("client \(connection.context?.clientID ?? "-") is not reading: \(connection.queuedBytes) bytes queued; closing it with 1008")
+                connection.closeAsTooSlow()
             }
         }
         flushPendingWrites()
@@ -258,7 +296,8 @@ public final class BrokerServer {
         loop.schedule(after: 1.0) { [unowned self] in
             let now = monotonicSeconds()
             for connection in Array(connections.values) { connection.checkTimers(now: now) }
-            if !shuttingDown { scheduleSweep() }
+            // Also while shutting down: the close and drain deadlines still apply.
+            scheduleSweep()
         }
     }
 
@@ -332,11 +371,14 @@ private final class ListenerHandler: IOHandler {
                 guard let socket = try listener.accept() else { return }
                 broker.accept(socket)
             } catch {
-                // EMFILE and friends: say so at most once a second instead of once per attempt.
+                // Say so at most once a second instead of once per attempt.
                 let now = monotonicSeconds()
                 if now - lastErrorLog > 1 {
                     lastErrorLog = now
                     broker.logger.error("cannot accept: \(error)")
+                }
+                if let error = error as? SystemError, [EMFILE, ENFILE, ENOBUFS, ENOMEM].contains(error.errno) {
+                    broker.pauseAccepting(for: 0.1)
                 }
                 return
             }

@@ -18,8 +18,13 @@ public struct BrokerConfiguration {
     /// Seconds to wait for the peer's close frame, or for it to hang up, after ours.
     public var closeTimeout = 5.0
     /// Bytes that may wait in one client's send queue; past that the client is
-    /// too slow to keep up and is disconnected (close code 1008).
+    /// too slow to keep up: what it has not started receiving is dropped and it
+    /// is closed with 1008 (policy violation).
     public var maxSendQueueBytes = 16 << 20
+    /// Most sockets served at once, upgraded or still in their upgrade; past it
+    /// a new socket gets 503 before the upgrade. nil: the open-file limit less
+    /// a reserve, so the limit is reached before the descriptors run out.
+    public var maxConnections: Int?
     /// Seconds `shutdown` waits for clients to answer the close before it drops them.
     public var shutdownTimeout = 5.0
     /// Watch the script's folder and reload on change.

@@ -29,6 +29,8 @@ final class Connection: IOHandler {
     private(set) var context: ScriptContext?
     /// In the broker's client and room tables, so `on_disconnect` is still owed.
     var isRegistered = false
+    /// Accepted past the connection limit only to be told so; not counted against it.
+    private(set) var isRefusal = false
     /// This connection's slot in its room's member array (for O(1) removal).
     var roomSlot = -1
 
@@ -40,6 +42,8 @@ final class Connection: IOHandler {
     private var queueOffset = 0
     private(set) var queuedBytes = 0
     private var waitingForWritable = false
+    /// Past the send-queue bound and about to be closed: further frames are dropped.
+    private var isOverflowing = false
     /// Listed in the broker's flush list for this loop iteration.
     var isDirty = false
     /// After the queue drains: half-close, then wait for the peer to hang up.
@@ -156,6 +160,14 @@ final class Connection: IOHandler {
         }
     }
 
+    /// Answers with `status` without reading the request (the broker is full),
+    /// then drains whatever the client sends until it hangs up.
+    func refuse(status: Int, why: String) {
+        isRefusal = true
+        headParser = nil
+        rejectBeforeUpgrade(Handshake.errorResponse(status: status), status: status, why: why)
+    }
+
     private func rejectBeforeUpgrade(_ response: [UInt8], status: Int, why: String) {
         broker.logger.debug("upgrade from \(remoteAddress):\(remotePort) refused with \(status): \(why)")
         enqueue(.raw(response))
@@ -226,8 +238,12 @@ final class Connection: IOHandler {
         guard phase == .handshake || phase == .webSocket else { return }
         // Judged on what was already waiting, so one message larger than the
         // limit still goes to a client that keeps up.
+        if isOverflowing { return }
         if queuedBytes > broker.configuration.maxSendQueueBytes && isRegistered {
+            // Dropped from here on, so one handler looping over sends cannot grow the queue without bound.
+            isOverflowing = true
             broker.overflowed(self)
+            return
         }
         queue.append(frame)
         queuedBytes += frame.count
@@ -331,6 +347,24 @@ final class Connection: IOHandler {
         queue.removeAll()
         queuedBytes = 0
         broker.forget(self)
+    }
+
+    /// The client stopped reading and its queue passed `maxSendQueueBytes`.
+    /// The frames it has not started to receive are dropped, so memory stays
+    /// bounded, and it is closed with 1008 (policy violation) rather than 1013
+    /// (try again later): the broker is not overloaded, this client is too slow,
+    /// and it would be again. The close frame reaches it only if it reads again
+    /// within `closeTimeout`; otherwise the socket is dropped then.
+    func closeAsTooSlow() {
+        tellScriptWhyItGoes("send queue overflow: the client is not reading fast enough (close code 1008)")
+        // A frame partly written must be finished, or the stream is corrupt.
+        let keep = queueOffset > 0 ? 1 : 0
+        if queue.count > keep {
+            queue.removeSubrange(keep...)
+            queuedBytes = keep == 1 ? queue[0].count - queueOffset : 0
+        }
+        isOverflowing = false
+        startClose(code: 1008, reason: "send queue overflow: not reading fast enough")
     }
 
     /// Reports to `on_error` why the broker is dropping an accepted client,

@@ -66,6 +66,8 @@ public enum Handshake {
         text += "Content-Type: text/plain; charset=utf-8\r\nContent-Length: \(body.count)\r\nConnection: close\r\n"
         if status == 426 { text += "Sec-WebSocket-Version: 13\r\n" }
         if status == 405 { text += "Allow: GET\r\n" }
+        // A full broker is a passing state: tell clients when to come back.
+        if status == 503 { text += "Retry-After: 1\r\n" }
         text += "\r\n"
         return Array(text.utf8) + body
     }

@@ -31,10 +31,16 @@ Options (each also read from the environment variable shown):
                            ones close the connection with 1009
   --max-head-size SIZE     largest upgrade request head (431) LUASTRANDS_MAX_HEAD_SIZE (16K)
   --max-send-queue SIZE    bytes queued for one client before LUASTRANDS_MAX_SEND_QUEUE (16M)
-                           it counts as too slow and is dropped
+                           it counts as too slow: its backlog is
+                           dropped and it is closed with 1008
+  --max-connections N      sockets served at once; past it    LUASTRANDS_MAX_CONNECTIONS
+                           new ones get 503 before upgrading  (open file limit - 512)
   --handshake-timeout SEC  time to send the upgrade request   LUASTRANDS_HANDSHAKE_TIMEOUT (10)
   --idle-timeout SEC       silence before a client is closed; LUASTRANDS_IDLE_TIMEOUT (60)
                            it is pinged at half this time
+  --shutdown-timeout SEC   on SIGTERM/SIGINT, how long to let LUASTRANDS_SHUTDOWN_TIMEOUT (5)
+                           clients answer close 1001 and take
+                           what was queued before exiting
   --handler-budget SEC     longest a Lua handler may run      LUASTRANDS_HANDLER_BUDGET (1)
   --memory-limit SIZE      memory cap of the Lua state        LUASTRANDS_MEMORY_LIMIT (64M)
   --no-watch               do not watch the script's folder   LUASTRANDS_NO_WATCH=1
@@ -85,6 +91,12 @@ func parseCommandLine(_ arguments: [String], environment: [String: String]) thro
         case "max-send-queue":
             guard let size = parseSize(value), size > 0 else { throw fail("a size such as 16M") }
             configuration.maxSendQueueBytes = size
+        case "max-connections":
+            guard let count = Int(value), count > 0 else { throw fail("a number of connections greater than 0") }
+            configuration.maxConnections = count
+        case "shutdown-timeout":
+            guard let seconds = Double(value), seconds >= 0 else { throw fail("seconds, 0 or more") }
+            configuration.shutdownTimeout = seconds
         case "handshake-timeout":
             guard let seconds = Double(value), seconds > 0 else { throw fail("seconds greater than 0") }
             configuration.handshakeTimeout = seconds
@@ -115,7 +127,8 @@ func parseCommandLine(_ arguments: [String], environment: [String: String]) thro
     }
 
     let valueOptions: Set = [
-        "host", "port", "max-message-size", "max-head-size", "max-send-queue", "handshake-timeout",
+        "host", "port", "max-message-size", "max-head-size", "max-send-queue", "max-connections",
+        "shutdown-timeout", "handshake-timeout",
         "idle-timeout", "handler-budget", "memory-limit", "reload-debounce", "log-level",
     ]
     for name in valueOptions.union(["no-watch"]).sorted() {

@@ -134,6 +134,56 @@ struct BrokerServerTests {
         #expect(broker.stop())
     }
 
+    @Test func clientsPastTheConnectionLimitGet503UntilAPlaceFrees() throws {
+        let broker = try RunningBroker(script: Self.echo) { $0.maxConnections = 2 }
+        defer { #expect(broker.stop()) }
+        var first: TestClient? = try TestClient(port: broker.port)
+        #expect(try first?.upgrade() == 101)
+        let second = try TestClient(port: broker.port)
+        #expect(try second.upgrade() == 101)
+        let third = try TestClient(port: broker.port)
+        #expect(try third.upgrade() == 503)
+        #expect(third.responseHead.contains("Retry-After: 1"))
+        #expect(third.waitForEndOfStream())
+        first = nil  // hangs up: its place frees once the broker has seen the end of stream
+        var status = 0
+        for _ in 0..<100 {
+            let next = try TestClient(port: broker.port)
+            status = try next.upgrade()
+            if status == 101 { break }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        #expect(status == 101)
+        _ = first
+    }
+
+    @Test func aClientThatStopsReadingIsClosedWith1008AndItsBacklogDropped() throws {
+        let broker = try RunningBroker(script: """
+            local blob = string.rep("y", 65536)
+            function on_message(message, context)
+              for i = 1, 64 do strands.send_private_message(context.client_id, blob) end
+            end
+            """) { $0.maxSendQueueBytes = 256 << 10 }
+        defer { #expect(broker.stop()) }
+        let client = try TestClient(port: broker.port)
+        #expect(try client.upgrade() == 101)
+        try client.sendText("4 MiB, please")  // far past 256 KiB; the client reads nothing until the broker gives up on it
+        Thread.sleep(forTimeInterval: 0.5)
+        var dataFrames = 0
+        var closeCode = -1
+        while closeCode < 0 {
+            let frame = try client.receiveFrame()
+            if frame.opcode == 8 {
+                closeCode = Int(frame.payload[0]) << 8 | Int(frame.payload[1])
+            } else {
+                #expect(frame.opcode == 1 && frame.payload.count == 65536)
+                dataFrames += 1
+            }
+        }
+        #expect(closeCode == 1008)
+        #expect(dataFrames < 64)
+    }
+
     @Test func rejectedUpgradeGetsTheScriptsStatus() throws {
         let broker = try RunningBroker(script: "function on_connection_request(r) return false, 401 end")
         defer { #expect(broker.stop()) }
