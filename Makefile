@@ -6,7 +6,7 @@ PYTHON     := $(VENV)/bin/python
 BIN_DIR     = $(shell $(SWIFT) build --show-bin-path)
 RELEASE_DIR = $(shell $(SWIFT) build -c release --show-bin-path)
 
-.PHONY: all deps build release run test unit e2e bench clean
+.PHONY: all deps build release run test unit e2e autobahn bench clean
 
 all: build
 
@@ -22,7 +22,7 @@ release: deps
 run: release
 	$(RELEASE_DIR)/luastrands serve examples/chat.lua --port $(PORT)
 
-test: unit e2e
+test: unit e2e autobahn
 
 unit: deps
 	$(SWIFT) build --build-tests
@@ -35,6 +35,11 @@ $(PYTHON): Tests/e2e/requirements.txt
 
 e2e: build $(PYTHON)
 	LUASTRANDS_BIN=$(BIN_DIR)/luastrands $(PYTHON) -m pytest -q Tests/e2e
+
+# Conformance: ../shared/autobahn against the echo example, all but the
+# compression cases; fails on any FAILED case (AUTOBAHN_ALL=1 for all 517).
+autobahn: build
+	LUASTRANDS_BIN=$(BIN_DIR)/luastrands scripts/autobahn.sh
 
 bench: release
 	scripts/bench.sh
