@@ -3,6 +3,7 @@ upgrade, recovery afterwards) and the slow consumer (bounded send queue,
 close 1008) while well-behaved clients keep being served."""
 
 import asyncio
+import os
 import re
 import socket
 import struct
@@ -226,3 +227,55 @@ def test_one_large_message_to_a_reading_client_is_not_a_slow_consumer(broker):
 
     run(body())
     assert b.count("is not reading") == 0
+
+
+def test_out_of_descriptors_backs_off_instead_of_spinning(tmp_path, luastrands_bin):
+    # Only 64 descriptors and a --max-connections the broker cannot honour:
+    # accept() fails with EMFILE while the flood lasts. A level-triggered
+    # listener would then wake the loop in a busy spin; the broker must
+    # pause accepting instead, keep serving, and take clients again after.
+    from conftest import Broker
+    wrapper = tmp_path / "luastrands-64fds"
+    wrapper.write_text(f'#!/bin/sh\nulimit -n 64 || exit 97\nexec "{luastrands_bin}" "$@"\n')
+    wrapper.chmod(0o755)
+    b = Broker(wrapper, ECHO, ["--max-connections", "1000"])
+    flood = []
+    try:
+        b.wait_for_log("above what the open file limit")
+
+        async def body():
+            async with connect(b.url("/steady")) as steady:
+                for _ in range(120):
+                    flood.append(socket.create_connection(("127.0.0.1", b.port), timeout=20))
+                time.sleep(0.5)
+                cpu0 = cpu_seconds(b.proc.pid)
+                time.sleep(2.0)
+                spent = cpu_seconds(b.proc.pid) - cpu0
+                assert spent < 0.5, f"{spent:.2f} s of CPU in 2 s while out of descriptors"
+                await steady.send("out of fds")
+                assert await recv(steady) == "out of fds"
+            for s in flood:
+                s.close()
+            flood.clear()
+            deadline = time.monotonic() + 15
+            while True:
+                try:
+                    assert await echo_works(b.url("/after"))
+                    break
+                except (OSError, InvalidStatus, asyncio.TimeoutError):
+                    assert time.monotonic() < deadline, "no recovery after the descriptors came back"
+                    await asyncio.sleep(0.2)
+
+        run(body())
+        assert b.count("cannot accept") >= 1
+    finally:
+        for s in flood:
+            s.close()
+        assert b.stop() == 0
+
+
+def cpu_seconds(pid):
+    """User plus system CPU time of a process so far, from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
