@@ -12,6 +12,8 @@ public enum Handshake {
     public static func validate(_ head: HTTPRequestHead) -> Result<String, ProtocolError> {
         guard head.version >= .http1_1 else { return .failure(.unsupportedHTTPVersion) }
         guard head.method == "GET" else { return .failure(.methodNotAllowed) }
+        // RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request without exactly one Host.
+        guard head.values(for: "host").count == 1 else { return .failure(.missingOrRepeatedHost) }
         guard hasToken("websocket", in: head.values(for: "upgrade")),
               hasToken("upgrade", in: head.values(for: "connection")) else {
             return .failure(.notAWebSocketUpgrade)

@@ -18,6 +18,8 @@ public enum ProtocolError: Error, Equatable, Sendable {
     case missingOrInvalidKey
     /// `Sec-WebSocket-Version` is not 13; the reply must advertise 13.
     case unsupportedVersion
+    /// No `Host` header, or more than one (RFC 9112 §3.2 requires a 400 for both).
+    case missingOrRepeatedHost
 
     // MARK: Frame phase
     case unmaskedFrame
@@ -44,7 +46,7 @@ public enum ProtocolError: Error, Equatable, Sendable {
         case .messageTooLarge: return 1009
         case .malformedRequestLine, .malformedHeader, .headTooLarge, .methodNotAllowed,
              .unsupportedHTTPVersion, .notAWebSocketUpgrade, .missingOrInvalidKey, .unsupportedVersion,
-             .unmaskedFrame, .reservedBitsSet, .unknownOpcode, .fragmentedControlFrame,
+             .missingOrRepeatedHost, .unmaskedFrame, .reservedBitsSet, .unknownOpcode, .fragmentedControlFrame,
              .controlFrameTooLarge, .unexpectedContinuation, .expectedContinuation,
              .frameLengthTooLarge, .invalidClosePayload:
             return 1002
@@ -59,7 +61,7 @@ public enum ProtocolError: Error, Equatable, Sendable {
         case .unsupportedVersion: return 426
         case .unsupportedHTTPVersion: return 505
         case .malformedRequestLine, .malformedHeader, .notAWebSocketUpgrade, .missingOrInvalidKey,
-             .unmaskedFrame, .reservedBitsSet, .unknownOpcode, .fragmentedControlFrame,
+             .missingOrRepeatedHost, .unmaskedFrame, .reservedBitsSet, .unknownOpcode, .fragmentedControlFrame,
              .controlFrameTooLarge, .unexpectedContinuation, .expectedContinuation,
              .frameLengthTooLarge, .messageTooLarge, .invalidUTF8, .invalidClosePayload:
             return 400
@@ -78,6 +80,7 @@ public enum ProtocolError: Error, Equatable, Sendable {
         case .notAWebSocketUpgrade: return "not a WebSocket upgrade"
         case .missingOrInvalidKey: return "missing or invalid Sec-WebSocket-Key"
         case .unsupportedVersion: return "unsupported Sec-WebSocket-Version"
+        case .missingOrRepeatedHost: return "missing or repeated Host header"
         case .unmaskedFrame: return "client frames must be masked"
         case .reservedBitsSet: return "reserved bits set"
         case .unknownOpcode(let op): return "unknown opcode \(op)"

@@ -53,6 +53,8 @@ private func replacing(_ name: String, with value: String?) -> [(String, String)
         ("Upgrade: h2c", head(replacing("upgrade", with: "h2c")), .notAWebSocketUpgrade, 400),
         ("Connection: keep-alive", head(replacing("connection", with: "keep-alive")), .notAWebSocketUpgrade, 400),
         ("no Connection", head(replacing("connection", with: nil)), .notAWebSocketUpgrade, 400),
+        ("no Host", head(replacing("host", with: nil)), .missingOrRepeatedHost, 400),
+        ("two Hosts", head(goodHeaders + [("host", "other.example")]), .missingOrRepeatedHost, 400),
     ])
     func validationFailures(_ name: String, _ request: HTTPRequestHead, _ error: ProtocolError, _ status: Int) {
         #expect(Handshake.validate(request) == .failure(error), "\(name)")
