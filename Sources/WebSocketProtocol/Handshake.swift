@@ -10,7 +10,9 @@ public enum Handshake {
     /// The version is checked before the key so a client speaking another draft
     /// gets 426 (and can retry with 13) rather than a bare 400.
     public static func validate(_ head: HTTPRequestHead) -> Result<String, ProtocolError> {
-        guard head.version >= .http1_1 else { return .failure(.unsupportedHTTPVersion) }
+        // "HTTP/2.0" in a request line is no HTTP/2 client (that one sends no such line), and
+        // 505 is the answer for a major version we do not speak (RFC 9110 §15.6.6).
+        guard head.version.major == 1, head.version >= .http1_1 else { return .failure(.unsupportedHTTPVersion) }
         guard head.method == "GET" else { return .failure(.methodNotAllowed) }
         // RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request without exactly one Host.
         guard head.values(for: "host").count == 1 else { return .failure(.missingOrRepeatedHost) }

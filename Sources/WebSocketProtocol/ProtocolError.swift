@@ -10,7 +10,7 @@ public enum ProtocolError: Error, Equatable, Sendable {
     case headTooLarge
     /// The method was not GET; RFC 6455 §4.1 only defines a GET upgrade.
     case methodNotAllowed
-    /// Older than HTTP/1.1 (an upgrade needs 1.1 semantics).
+    /// Older than HTTP/1.1 (an upgrade needs 1.1 semantics), or not HTTP/1.x at all.
     case unsupportedHTTPVersion
     /// Missing/invalid `Upgrade: websocket` or `Connection: upgrade` tokens.
     case notAWebSocketUpgrade
@@ -76,7 +76,7 @@ public enum ProtocolError: Error, Equatable, Sendable {
         case .malformedHeader: return "malformed header"
         case .headTooLarge: return "request head too large"
         case .methodNotAllowed: return "method must be GET"
-        case .unsupportedHTTPVersion: return "HTTP/1.1 or later required"
+        case .unsupportedHTTPVersion: return "HTTP/1.1 required"
         case .notAWebSocketUpgrade: return "not a WebSocket upgrade"
         case .missingOrInvalidKey: return "missing or invalid Sec-WebSocket-Key"
         case .unsupportedVersion: return "unsupported Sec-WebSocket-Version"

@@ -49,6 +49,8 @@ private func replacing(_ name: String, with value: String?) -> [(String, String)
         ("no version", head(replacing("sec-websocket-version", with: nil)), .unsupportedVersion, 426),
         ("POST", head(method: "POST", goodHeaders), .methodNotAllowed, 405),
         ("HTTP/1.0", head(version: HTTPVersion(major: 1, minor: 0), goodHeaders), .unsupportedHTTPVersion, 505),
+        ("HTTP/2.0", head(version: HTTPVersion(major: 2, minor: 0), goodHeaders), .unsupportedHTTPVersion, 505),
+        ("HTTP/0.9", head(version: HTTPVersion(major: 0, minor: 9), goodHeaders), .unsupportedHTTPVersion, 505),
         ("no Upgrade", head(replacing("upgrade", with: nil)), .notAWebSocketUpgrade, 400),
         ("Upgrade: h2c", head(replacing("upgrade", with: "h2c")), .notAWebSocketUpgrade, 400),
         ("Connection: keep-alive", head(replacing("connection", with: "keep-alive")), .notAWebSocketUpgrade, 400),
