@@ -62,12 +62,15 @@ public enum Handshake {
 
     /// A complete response that rejects the upgrade, after which the caller closes the connection.
     ///
-    /// 426 carries `Sec-WebSocket-Version: 13` (RFC 6455 §4.4) and 405 carries `Allow: GET`
+    /// 426 carries `Upgrade: websocket` and `Sec-WebSocket-Version: 13` (RFC 6455 §4.4) and 405 carries `Allow: GET`
     /// (RFC 9110 §15.5.6) because both are mandatory for those statuses.
     public static func errorResponse(status: Int, message: String? = nil) -> [UInt8] {
         let body = Array(((message ?? reasonPhrase(for: status)) + "\n").utf8)
         var text = "HTTP/1.1 \(status) \(reasonPhrase(for: status))\r\n"
-        text += "Content-Type: text/plain; charset=utf-8\r\nContent-Length: \(body.count)\r\nConnection: close\r\n"
+        text += "Content-Type: text/plain; charset=utf-8\r\nContent-Length: \(body.count)\r\n"
+        // A 426 must name the protocol to upgrade to, and a sender of Upgrade must list it
+        // in Connection (RFC 9110 §15.5.22, §7.8).
+        text += status == 426 ? "Connection: Upgrade, close\r\nUpgrade: websocket\r\n" : "Connection: close\r\n"
         if status == 426 { text += "Sec-WebSocket-Version: 13\r\n" }
         if status == 405 { text += "Allow: GET\r\n" }
         text += "\r\n"

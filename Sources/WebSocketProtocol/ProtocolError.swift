@@ -58,10 +58,11 @@ public enum ProtocolError: Error, Equatable, Sendable {
         switch self {
         case .headTooLarge: return 431
         case .methodNotAllowed: return 405
-        case .unsupportedVersion: return 426
+        // Also for plain HTTP (no upgrade asked): the 426 names the protocol this port speaks.
+        case .unsupportedVersion, .notAWebSocketUpgrade: return 426
         case .unsupportedHTTPVersion: return 505
-        case .malformedRequestLine, .malformedHeader, .notAWebSocketUpgrade, .missingOrInvalidKey,
-             .missingOrRepeatedHost, .unmaskedFrame, .reservedBitsSet, .unknownOpcode, .fragmentedControlFrame,
+        case .malformedRequestLine, .malformedHeader, .missingOrInvalidKey, .missingOrRepeatedHost,
+             .unmaskedFrame, .reservedBitsSet, .unknownOpcode, .fragmentedControlFrame,
              .controlFrameTooLarge, .unexpectedContinuation, .expectedContinuation,
              .frameLengthTooLarge, .messageTooLarge, .invalidUTF8, .invalidClosePayload:
             return 400
