@@ -388,7 +388,11 @@ final class Connection: IOHandler {
                 return
             }
             let quiet = now - lastActivity
-            if quiet > broker.configuration.idleTimeout {
+            // Only a client that left our ping unanswered for a whole sweep is closed. Without
+            // `pingSent` here, a pong landing just after a sweep let the next-but-one sweep see
+            // `quiet > idleTimeout` with no ping outstanding when the timeout is short (2 s):
+            // a live client was closed. Such a client is pinged now instead.
+            if quiet > broker.configuration.idleTimeout && pingSent {
                 tellScriptWhyItGoes("client closed after \(Int(quiet)) s without a message or a pong (idle timeout)")
                 startClose(code: 1001, reason: "idle timeout")
             } else if quiet > broker.configuration.idleTimeout / 2 && !pingSent {

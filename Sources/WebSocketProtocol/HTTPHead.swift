@@ -85,6 +85,8 @@ public struct HTTPHeadParser: Sendable {
     private var started = false
     /// Bytes seen so far, including skipped leading line breaks, for the size bound.
     private var seen = 0
+    /// The request line has ended and was valid.
+    private var requestLineDone = false
 
     /// Creates a parser that rejects heads longer than `maxHeadSize` bytes (terminator included).
     public init(maxHeadSize: Int = 16 * 1024) {
@@ -110,6 +112,19 @@ public struct HTTPHeadParser: Sendable {
                     continue
                 }
                 started = true
+            }
+            // The request line is judged as soon as it ends, and a byte no request line can hold
+            // fails at once: binary garbage or a TLS hello gets its 400 now, rather than holding
+            // the socket until the head limit or the handshake timeout (and then a 408). The
+            // verdict depends only on the byte's position, never on how input was split.
+            if !requestLineDone && (b == ASCII.lf || ((b < 0x20 || b > 0x7E) && b != ASCII.cr)) {
+                var line = buffer
+                line.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[start..<i]))
+                if line.last == ASCII.cr { line.removeLast() }
+                if b != ASCII.lf || Self.parseRequestLine(line[...]) == nil {
+                    return fail(seen + i + 1 > maxHeadSize ? .headTooLarge : .malformedRequestLine)
+                }
+                requestLineDone = true
             }
             if b == ASCII.lf {
                 if !lineHasContent {

@@ -10,8 +10,12 @@ public enum Handshake {
     /// The version is checked before the key so a client speaking another draft
     /// gets 426 (and can retry with 13) rather than a bare 400.
     public static func validate(_ head: HTTPRequestHead) -> Result<String, ProtocolError> {
-        guard head.version >= .http1_1 else { return .failure(.unsupportedHTTPVersion) }
+        // "HTTP/2.0" in a request line is no HTTP/2 client (that one sends no such line), and
+        // 505 is the answer for a major version we do not speak (RFC 9110 §15.6.6).
+        guard head.version.major == 1, head.version >= .http1_1 else { return .failure(.unsupportedHTTPVersion) }
         guard head.method == "GET" else { return .failure(.methodNotAllowed) }
+        // RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request without exactly one Host.
+        guard head.values(for: "host").count == 1 else { return .failure(.missingOrRepeatedHost) }
         guard hasToken("websocket", in: head.values(for: "upgrade")),
               hasToken("upgrade", in: head.values(for: "connection")) else {
             return .failure(.notAWebSocketUpgrade)
@@ -58,12 +62,15 @@ public enum Handshake {
 
     /// A complete response that rejects the upgrade, after which the caller closes the connection.
     ///
-    /// 426 carries `Sec-WebSocket-Version: 13` (RFC 6455 §4.4) and 405 carries `Allow: GET`
+    /// 426 carries `Upgrade: websocket` and `Sec-WebSocket-Version: 13` (RFC 6455 §4.4) and 405 carries `Allow: GET`
     /// (RFC 9110 §15.5.6) because both are mandatory for those statuses.
     public static func errorResponse(status: Int, message: String? = nil) -> [UInt8] {
         let body = Array(((message ?? reasonPhrase(for: status)) + "\n").utf8)
         var text = "HTTP/1.1 \(status) \(reasonPhrase(for: status))\r\n"
-        text += "Content-Type: text/plain; charset=utf-8\r\nContent-Length: \(body.count)\r\nConnection: close\r\n"
+        text += "Content-Type: text/plain; charset=utf-8\r\nContent-Length: \(body.count)\r\n"
+        // A 426 must name the protocol to upgrade to, and a sender of Upgrade must list it
+        // in Connection (RFC 9110 §15.5.22, §7.8).
+        text += status == 426 ? "Connection: Upgrade, close\r\nUpgrade: websocket\r\n" : "Connection: close\r\n"
         if status == 426 { text += "Sec-WebSocket-Version: 13\r\n" }
         if status == 405 { text += "Allow: GET\r\n" }
         // A full broker is a passing state: tell clients when to come back.

@@ -10,7 +10,7 @@ public enum ProtocolError: Error, Equatable, Sendable {
     case headTooLarge
     /// The method was not GET; RFC 6455 §4.1 only defines a GET upgrade.
     case methodNotAllowed
-    /// Older than HTTP/1.1 (an upgrade needs 1.1 semantics).
+    /// Older than HTTP/1.1 (an upgrade needs 1.1 semantics), or not HTTP/1.x at all.
     case unsupportedHTTPVersion
     /// Missing/invalid `Upgrade: websocket` or `Connection: upgrade` tokens.
     case notAWebSocketUpgrade
@@ -18,6 +18,8 @@ public enum ProtocolError: Error, Equatable, Sendable {
     case missingOrInvalidKey
     /// `Sec-WebSocket-Version` is not 13; the reply must advertise 13.
     case unsupportedVersion
+    /// No `Host` header, or more than one (RFC 9112 §3.2 requires a 400 for both).
+    case missingOrRepeatedHost
 
     // MARK: Frame phase
     case unmaskedFrame
@@ -44,7 +46,7 @@ public enum ProtocolError: Error, Equatable, Sendable {
         case .messageTooLarge: return 1009
         case .malformedRequestLine, .malformedHeader, .headTooLarge, .methodNotAllowed,
              .unsupportedHTTPVersion, .notAWebSocketUpgrade, .missingOrInvalidKey, .unsupportedVersion,
-             .unmaskedFrame, .reservedBitsSet, .unknownOpcode, .fragmentedControlFrame,
+             .missingOrRepeatedHost, .unmaskedFrame, .reservedBitsSet, .unknownOpcode, .fragmentedControlFrame,
              .controlFrameTooLarge, .unexpectedContinuation, .expectedContinuation,
              .frameLengthTooLarge, .invalidClosePayload:
             return 1002
@@ -56,9 +58,10 @@ public enum ProtocolError: Error, Equatable, Sendable {
         switch self {
         case .headTooLarge: return 431
         case .methodNotAllowed: return 405
-        case .unsupportedVersion: return 426
+        // Also for plain HTTP (no upgrade asked): the 426 names the protocol this port speaks.
+        case .unsupportedVersion, .notAWebSocketUpgrade: return 426
         case .unsupportedHTTPVersion: return 505
-        case .malformedRequestLine, .malformedHeader, .notAWebSocketUpgrade, .missingOrInvalidKey,
+        case .malformedRequestLine, .malformedHeader, .missingOrInvalidKey, .missingOrRepeatedHost,
              .unmaskedFrame, .reservedBitsSet, .unknownOpcode, .fragmentedControlFrame,
              .controlFrameTooLarge, .unexpectedContinuation, .expectedContinuation,
              .frameLengthTooLarge, .messageTooLarge, .invalidUTF8, .invalidClosePayload:
@@ -74,10 +77,11 @@ public enum ProtocolError: Error, Equatable, Sendable {
         case .malformedHeader: return "malformed header"
         case .headTooLarge: return "request head too large"
         case .methodNotAllowed: return "method must be GET"
-        case .unsupportedHTTPVersion: return "HTTP/1.1 or later required"
+        case .unsupportedHTTPVersion: return "HTTP/1.1 required"
         case .notAWebSocketUpgrade: return "not a WebSocket upgrade"
         case .missingOrInvalidKey: return "missing or invalid Sec-WebSocket-Key"
         case .unsupportedVersion: return "unsupported Sec-WebSocket-Version"
+        case .missingOrRepeatedHost: return "missing or repeated Host header"
         case .unmaskedFrame: return "client frames must be masked"
         case .reservedBitsSet: return "reserved bits set"
         case .unknownOpcode(let op): return "unknown opcode \(op)"

@@ -56,7 +56,7 @@ import Testing
             .unsupportedHTTPVersion, .notAWebSocketUpgrade, .missingOrInvalidKey, .unsupportedVersion,
             .unmaskedFrame, .reservedBitsSet, .unknownOpcode(255), .fragmentedControlFrame, .controlFrameTooLarge,
             .unexpectedContinuation, .expectedContinuation, .frameLengthTooLarge, .messageTooLarge, .invalidUTF8,
-            .invalidClosePayload]
+            .invalidClosePayload, .missingOrRepeatedHost]
         for e in all {
             #expect(FrameEncoder.closePayload(code: e.closeCode, reason: e.reason).count == 2 + e.reason.utf8.count)
         }

@@ -123,6 +123,35 @@ private func head(of result: HeadParseResult) -> HTTPRequestHead? {
         #expect(parse(bytesOf(raw)).0 == .failed(error), "\(raw.debugDescription)")
     }
 
+    @Test func badRequestLineFailsBeforeTheHeadEnds() {
+        // A byte no request line holds fails at once, with no line break in sight (a TLS hello).
+        var tls = HTTPHeadParser()
+        let hello: [UInt8] = [0x16, 0x03, 0x01, 0x00, 0xC4]
+        #expect(hello.withUnsafeBytes { tls.feed($0) } == .failed(.malformedRequestLine))
+        // A malformed line fails at its line break, before any blank line.
+        var garbage = HTTPHeadParser()
+        #expect(bytesOf("hello there\r\n").withUnsafeBytes { garbage.feed($0) } == .failed(.malformedRequestLine))
+        // A good line waits for the rest of the head.
+        var good = HTTPHeadParser()
+        #expect(bytesOf("GET / HTTP/1.1\r\nHost: x\r\n").withUnsafeBytes { good.feed($0) } == .needMoreData)
+    }
+
+    @Test(arguments: [
+        ("GET /a\u{1}b HTTP/1.1\r\n", 16 * 1024, ProtocolError.malformedRequestLine),
+        ("\r\nnot http\n", 16 * 1024, .malformedRequestLine),
+        ("GET /\u{80} HTTP/1.1", 16 * 1024, .malformedRequestLine),
+        ("GET / HTTP/1.1\r\nX: \u{1}\r\n\r\n", 16 * 1024, .malformedHeader),
+        // Past the limit, the size is what counts, wherever the bad byte is.
+        ("GET /" + String(repeating: "a", count: 300) + "\u{1}", 256, .headTooLarge),
+        ("GET /" + String(repeating: "a", count: 300) + " HTTP/1.1 x\r\n", 256, .headTooLarge),
+    ])
+    func failureVerdictDoesNotDependOnSplits(_ raw: String, _ maxHeadSize: Int, _ error: ProtocolError) {
+        let bytes = bytesOf(raw)
+        for cuts in splitPatterns(length: bytes.count, random: 100) {
+            #expect(parse(bytes, cuts: cuts, maxHeadSize: maxHeadSize).0 == .failed(error), "cuts \(cuts)")
+        }
+    }
+
     @Test func parsesOtherVersionsForTheHandshakeToJudge() throws {
         let h = try #require(head(of: parse(bytesOf("GET / HTTP/1.0\r\n\r\n")).0))
         #expect(h.version == HTTPVersion(major: 1, minor: 0))

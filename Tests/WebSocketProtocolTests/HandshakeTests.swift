@@ -49,10 +49,14 @@ private func replacing(_ name: String, with value: String?) -> [(String, String)
         ("no version", head(replacing("sec-websocket-version", with: nil)), .unsupportedVersion, 426),
         ("POST", head(method: "POST", goodHeaders), .methodNotAllowed, 405),
         ("HTTP/1.0", head(version: HTTPVersion(major: 1, minor: 0), goodHeaders), .unsupportedHTTPVersion, 505),
-        ("no Upgrade", head(replacing("upgrade", with: nil)), .notAWebSocketUpgrade, 400),
-        ("Upgrade: h2c", head(replacing("upgrade", with: "h2c")), .notAWebSocketUpgrade, 400),
-        ("Connection: keep-alive", head(replacing("connection", with: "keep-alive")), .notAWebSocketUpgrade, 400),
-        ("no Connection", head(replacing("connection", with: nil)), .notAWebSocketUpgrade, 400),
+        ("HTTP/2.0", head(version: HTTPVersion(major: 2, minor: 0), goodHeaders), .unsupportedHTTPVersion, 505),
+        ("HTTP/0.9", head(version: HTTPVersion(major: 0, minor: 9), goodHeaders), .unsupportedHTTPVersion, 505),
+        ("no Upgrade", head(replacing("upgrade", with: nil)), .notAWebSocketUpgrade, 426),
+        ("Upgrade: h2c", head(replacing("upgrade", with: "h2c")), .notAWebSocketUpgrade, 426),
+        ("Connection: keep-alive", head(replacing("connection", with: "keep-alive")), .notAWebSocketUpgrade, 426),
+        ("no Connection", head(replacing("connection", with: nil)), .notAWebSocketUpgrade, 426),
+        ("no Host", head(replacing("host", with: nil)), .missingOrRepeatedHost, 400),
+        ("two Hosts", head(goodHeaders + [("host", "other.example")]), .missingOrRepeatedHost, 400),
     ])
     func validationFailures(_ name: String, _ request: HTTPRequestHead, _ error: ProtocolError, _ status: Int) {
         #expect(Handshake.validate(request) == .failure(error), "\(name)")
@@ -69,7 +73,8 @@ private func replacing(_ name: String, with value: String?) -> [(String, String)
         let r426 = String(decoding: Handshake.errorResponse(status: 426), as: UTF8.self)
         #expect(r426.hasPrefix("HTTP/1.1 426 Upgrade Required\r\n"))
         #expect(r426.contains("\r\nSec-WebSocket-Version: 13\r\n"))
-        #expect(r426.contains("\r\nConnection: close\r\n"))
+        #expect(r426.contains("\r\nUpgrade: websocket\r\n"))
+        #expect(r426.contains("\r\nConnection: Upgrade, close\r\n"))
         #expect(r426.contains("\r\nContent-Type: text/plain"))
 
         let r400 = String(decoding: Handshake.errorResponse(status: 400, message: "nope"), as: UTF8.self)
