@@ -40,6 +40,8 @@ HTTP = {
     "too-large-64": b"\x04\x00" + UPGRADE,
     "no-end": b"\x02\x00GET / HTTP/1.1\r\nHost: h\r\n",
     "utf8-value": b"\x00\x00GET / HTTP/1.1\r\nUser-Agent: caf\xc3\xa9 \xff\r\n\r\n",
+    # was refused: Swift joined "," and U+0301 into one Character (FuzzRegressionTests)
+    "upgrade-comma-combining-mark": b"\x00\x00" + UPGRADE.replace(b"websocket", b"websocket,\xcc\x81"),
 }
 
 MASK = b"\x37\xfa\x21\x3d"
