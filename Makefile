@@ -3,10 +3,12 @@ SWIFT      ?= swift
 PORT       ?= 8080
 VENV       := .venv
 PYTHON     := $(VENV)/bin/python
+FUZZ_RUNS  ?= 1000000
+FUZZ_TIME  ?= 900
 BIN_DIR     = $(shell $(SWIFT) build --show-bin-path)
 RELEASE_DIR = $(shell $(SWIFT) build -c release --show-bin-path)
 
-.PHONY: all deps build release run test unit e2e autobahn bench clean
+.PHONY: all deps build release run test unit e2e autobahn bench fuzz clean
 
 all: build
 
@@ -43,6 +45,10 @@ autobahn: build
 
 bench: release
 	scripts/bench.sh
+
+# libFuzzer targets in Fuzz/, FUZZ_RUNS inputs each, at most FUZZ_TIME seconds each.
+fuzz: deps
+	SWIFT=$(SWIFT) FUZZ_RUNS=$(FUZZ_RUNS) FUZZ_TIME=$(FUZZ_TIME) scripts/fuzz.sh
 
 clean:
 	rm -rf .build $(VENV) out

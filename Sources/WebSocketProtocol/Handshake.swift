@@ -32,8 +32,12 @@ public enum Handshake {
     /// True if any comma-separated element of any of `values` equals `token`, ignoring ASCII case.
     static func hasToken(_ token: String, in values: [String]) -> Bool {
         values.contains { value in
-            value.split(separator: ",").contains { element in
-                ASCII.equalsIgnoringCase(element.trimmingSpacesAndTabs(), token)
+            // Split on the comma byte, not on Characters: HTTP lists are byte strings, and a comma
+            // followed by a combining mark (say U+0301) is one Character to Swift, which hid the
+            // separator and rejected "Upgrade: websocket,\u{301}" (caught by the byte-level reference check in
+            // Fuzz/FuzzHTTPHead.swift).
+            value.utf8.split(separator: UInt8(ascii: ",")).contains { element in
+                ASCII.equalsIgnoringCase(Substring(element).trimmingSpacesAndTabs(), token)
             }
         }
     }
