@@ -108,6 +108,19 @@ private func referenceEnd(_ b: [UInt8]) -> Int? {
     return nil
 }
 
+/// Where the request line is judged: one past its LF, or past the first byte no request
+/// line can hold (a control byte other than CR, or a non-ASCII byte), after leading CR/LF.
+private func referenceRequestLineVerdict(_ b: [UInt8]) -> Int? {
+    var i = 0
+    while i < b.count && (b[i] == ASCII.cr || b[i] == ASCII.lf) { i += 1 }
+    while i < b.count {
+        let c = b[i]
+        if c == ASCII.lf || ((c < 0x20 || c > 0x7E) && c != ASCII.cr) { return i + 1 }
+        i += 1
+    }
+    return nil
+}
+
 private func isTchar(_ c: UInt8) -> Bool {
     // RFC 9110 tchar, spelled differently from ASCII.isTokenChar on purpose.
     if c >= 0x80 || c <= 0x20 || c == 0x7F { return false }
@@ -129,10 +142,14 @@ private func referenceHasToken(_ token: String, _ values: [String]) -> Bool {
 }
 
 private func referenceValidate(_ head: HTTPRequestHead) -> Result<String, ProtocolError> {
-    if head.version.major < 1 || (head.version.major == 1 && head.version.minor < 1) {
+    // HTTP/1.1 and later 1.x only: any other major version is not spoken here.
+    if head.version.major != 1 || head.version.minor < 1 {
         return .failure(.unsupportedHTTPVersion)
     }
     if Array(head.method.utf8) != Array("GET".utf8) { return .failure(.methodNotAllowed) }
+    if head.headers.filter({ Array($0.name.utf8) == Array("host".utf8) }).count != 1 {
+        return .failure(.missingOrRepeatedHost)
+    }
     if !referenceHasToken("websocket", head.values(for: "upgrade"))
         || !referenceHasToken("upgrade", head.values(for: "connection")) {
         return .failure(.notAWebSocketUpgrade)
@@ -238,6 +255,7 @@ public func fuzzHTTPHead(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     check(whole == split, "whole \(whole), split \(split) at \(pieces)")
 
     let end = referenceEnd(bytes)
+    let lineVerdict = referenceRequestLineVerdict(bytes)
     switch whole {
     case .needMore:
         check(end == nil && bytes.count <= maxHeadSize, "needMore, reference end \(String(describing: end))")
@@ -245,8 +263,12 @@ public func fuzzHTTPHead(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         check(headEnd == end && headEnd <= maxHeadSize, "head ends at \(headEnd), reference \(String(describing: end))")
         checkHead(head)
     case .failed(.headTooLarge):
-        check(end.map { $0 > maxHeadSize } ?? (bytes.count > maxHeadSize), "headTooLarge, reference \(String(describing: end))")
-    case .failed(.malformedRequestLine), .failed(.malformedHeader):
+        let tooLarge = end.map { $0 > maxHeadSize } ?? (bytes.count > maxHeadSize)
+        check(tooLarge || lineVerdict.map { $0 > maxHeadSize } == true, "headTooLarge, reference \(String(describing: end))")
+    case .failed(.malformedRequestLine):
+        // Judged when the request line ends (or at a byte no request line holds), not at the head's end.
+        check(lineVerdict.map { $0 <= maxHeadSize } ?? false, "malformed request line, reference \(String(describing: lineVerdict))")
+    case .failed(.malformedHeader):
         check(end.map { $0 <= maxHeadSize } ?? false, "malformed, reference \(String(describing: end))")
     case .failed(let error):
         check(false, "the parser returned a non-parse error \(error)")
