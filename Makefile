@@ -8,7 +8,7 @@ FUZZ_TIME  ?= 900
 BIN_DIR     = $(shell $(SWIFT) build --show-bin-path)
 RELEASE_DIR = $(shell $(SWIFT) build -c release --show-bin-path)
 
-.PHONY: all deps build release run test unit e2e autobahn bench fuzz clean
+.PHONY: all deps build release run test unit e2e autobahn bench fuzz fuzz-smoke clean
 
 all: build
 
@@ -24,7 +24,7 @@ release: deps
 run: release
 	$(RELEASE_DIR)/luastrands serve examples/chat.lua --port $(PORT)
 
-test: unit e2e autobahn
+test: unit e2e autobahn fuzz-smoke
 
 unit: deps
 	$(SWIFT) build --build-tests
@@ -49,6 +49,11 @@ bench: release
 # libFuzzer targets in Fuzz/, FUZZ_RUNS inputs each, at most FUZZ_TIME seconds each.
 fuzz: deps
 	SWIFT=$(SWIFT) FUZZ_RUNS=$(FUZZ_RUNS) FUZZ_TIME=$(FUZZ_TIME) scripts/fuzz.sh
+
+# A short run inside make test: the targets keep building, and their reference
+# models keep agreeing with the library (a change that breaks one fails at once).
+fuzz-smoke: deps
+	SWIFT=$(SWIFT) FUZZ_RUNS=20000 FUZZ_TIME=120 scripts/fuzz.sh
 
 clean:
 	rm -rf .build $(VENV) out
