@@ -128,7 +128,7 @@ final class Connection: IOHandler {
         let key: String
         switch Handshake.validate(head) {
         case .failure(let error):
-            rejectBeforeUpgrade(Handshake.errorResponse(for: error), status: error.httpStatus, why: error.reason)
+            rejectBeforeUpgrade(Handshake.errorResponse(for: error, method: head.method), status: error.httpStatus, why: error.reason)
             return
         case .success(let value):
             key = value

@@ -67,8 +67,9 @@ public enum Handshake {
     /// A complete response that rejects the upgrade, after which the caller closes the connection.
     ///
     /// 426 carries `Upgrade: websocket` and `Sec-WebSocket-Version: 13` (RFC 6455 §4.4) and 405 carries `Allow: GET`
-    /// (RFC 9110 §15.5.6) because both are mandatory for those statuses.
-    public static func errorResponse(status: Int, message: String? = nil) -> [UInt8] {
+    /// (RFC 9110 §15.5.6) because both are mandatory for those statuses. `withBody: false` is for
+    /// a HEAD request, whose response has the same head but no content (RFC 9110 §9.3.2).
+    public static func errorResponse(status: Int, message: String? = nil, withBody: Bool = true) -> [UInt8] {
         let body = Array(((message ?? reasonPhrase(for: status)) + "\n").utf8)
         var text = "HTTP/1.1 \(status) \(reasonPhrase(for: status))\r\n"
         text += "Content-Type: text/plain; charset=utf-8\r\nContent-Length: \(body.count)\r\n"
@@ -80,12 +81,13 @@ public enum Handshake {
         // A full broker is a passing state: tell clients when to come back.
         if status == 503 { text += "Retry-After: 1\r\n" }
         text += "\r\n"
-        return Array(text.utf8) + body
+        return withBody ? Array(text.utf8) + body : Array(text.utf8)
     }
 
-    /// The error response for a handshake failure, with the error's own reason as body.
-    public static func errorResponse(for error: ProtocolError) -> [UInt8] {
-        errorResponse(status: error.httpStatus, message: error.reason)
+    /// The error response for a handshake failure, with the error's own reason as body
+    /// (none when answering `method` HEAD).
+    public static func errorResponse(for error: ProtocolError, method: String = "GET") -> [UInt8] {
+        errorResponse(status: error.httpStatus, message: error.reason, withBody: method != "HEAD")
     }
 
     /// Standard reason phrases for the statuses this broker can produce.

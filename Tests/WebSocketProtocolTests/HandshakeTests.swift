@@ -69,6 +69,18 @@ private func replacing(_ name: String, with value: String?) -> [(String, String)
         #expect(response == "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n")
     }
 
+    @Test func errorResponseToHEADHasTheHeadButNoContent() {
+        let get = Handshake.errorResponse(for: .methodNotAllowed, method: "GET")
+        let head = Handshake.errorResponse(for: .methodNotAllowed, method: "HEAD")
+        let text = String(decoding: head, as: UTF8.self)
+        #expect(text.hasPrefix("HTTP/1.1 405 Method Not Allowed\r\n"))
+        #expect(text.hasSuffix("\r\n\r\n"))
+        #expect(text.contains("\r\nAllow: GET\r\n"))
+        // The same head, Content-Length included, as the GET answer; only the content is left out.
+        #expect(Array(get.prefix(head.count)) == head)
+        #expect(get.count > head.count)
+    }
+
     @Test func errorResponseIsCompleteAndCarriesVersionFor426() {
         let r426 = String(decoding: Handshake.errorResponse(status: 426), as: UTF8.self)
         #expect(r426.hasPrefix("HTTP/1.1 426 Upgrade Required\r\n"))
