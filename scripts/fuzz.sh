@@ -7,7 +7,8 @@
 #   FUZZ_TARGETS  which targets (default "http-head frames")
 #   SWIFTC        compiler (default: swiftc next to $SWIFT, else swiftc on PATH)
 #
-# Each target is compiled together with Sources/WebSocketProtocol/*.swift as one
+# Each target is compiled together with Fuzz/FuzzSupport.swift and
+# Sources/WebSocketProtocol/*.swift as one
 # module, so the fuzz code sees internal API without an import. The repository's
 # corpus is copied, so new inputs found while fuzzing stay in .build/fuzz/.
 set -euo pipefail
@@ -53,7 +54,7 @@ build() {
     src=$(source_file "$target")
     bin="$OUT/fuzz-$target"
     # Rebuild only when the target or the library changed.
-    if [ -x "$bin" ] && [ -z "$(find "$src" Sources/WebSocketProtocol Sources/CCrypto scripts/fuzz.sh -newer "$bin" -type f)" ]; then
+    if [ -x "$bin" ] && [ -z "$(find "$src" Fuzz/FuzzSupport.swift Sources/WebSocketProtocol Sources/CCrypto scripts/fuzz.sh -newer "$bin" -type f)" ]; then
         return
     fi
     echo "building $bin" >&2
@@ -61,7 +62,7 @@ build() {
     # whose module map links libcrypto.
     "$SWIFTC" -sanitize=fuzzer,address -parse-as-library -O -g -swift-version 6 -use-ld=lld \
         -module-name WebSocketProtocol -I Sources/CCrypto \
-        Sources/WebSocketProtocol/*.swift "$src" -o "$bin"
+        Sources/WebSocketProtocol/*.swift Fuzz/FuzzSupport.swift "$src" -o "$bin"
 }
 
 status=0
