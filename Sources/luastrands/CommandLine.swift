@@ -76,6 +76,13 @@ func parseCommandLine(_ arguments: [String], environment: [String: String]) thro
         func fail(_ expected: String) -> UsageError {
             UsageError(message: "\(source): expected \(expected), got \"\(value)\"")
         }
+        /// A finite number of seconds: "inf" would turn a timeout off unnoticed.
+        func seconds(allowingZero: Bool = false) throws -> Double {
+            guard let seconds = Double(value), seconds.isFinite, allowingZero ? seconds >= 0 : seconds > 0 else {
+                throw fail(allowingZero ? "seconds, 0 or more" : "seconds greater than 0")
+            }
+            return seconds
+        }
         switch name {
         case "host":
             configuration.host = value
@@ -95,17 +102,13 @@ func parseCommandLine(_ arguments: [String], environment: [String: String]) thro
             guard let count = Int(value), count > 0 else { throw fail("a number of connections greater than 0") }
             configuration.maxConnections = count
         case "shutdown-timeout":
-            guard let seconds = Double(value), seconds >= 0 else { throw fail("seconds, 0 or more") }
-            configuration.shutdownTimeout = seconds
+            configuration.shutdownTimeout = try seconds(allowingZero: true)
         case "handshake-timeout":
-            guard let seconds = Double(value), seconds > 0 else { throw fail("seconds greater than 0") }
-            configuration.handshakeTimeout = seconds
+            configuration.handshakeTimeout = try seconds()
         case "idle-timeout":
-            guard let seconds = Double(value), seconds > 0 else { throw fail("seconds greater than 0") }
-            configuration.idleTimeout = seconds
+            configuration.idleTimeout = try seconds()
         case "handler-budget":
-            guard let seconds = Double(value), seconds > 0 else { throw fail("seconds greater than 0") }
-            configuration.scriptLimits.handlerBudget = seconds
+            configuration.scriptLimits.handlerBudget = try seconds()
         case "memory-limit":
             guard let size = parseSize(value), size >= 1 << 20 else { throw fail("a size of at least 1M") }
             configuration.scriptLimits.memoryLimit = size

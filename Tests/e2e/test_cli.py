@@ -97,3 +97,20 @@ def test_port_from_environment(tmp_path):
         run(body())
     finally:
         assert b.stop() == 0
+
+
+@pytest.mark.parametrize("flag,value", [
+    ("--max-connections", "0"),
+    ("--max-connections", "many"),
+    ("--idle-timeout", "inf"),
+    ("--idle-timeout", "0"),
+    ("--handshake-timeout", "nan"),
+    ("--shutdown-timeout", "-1"),
+    ("--max-send-queue", "16X"),
+    ("--port", "70000"),
+])
+def test_bad_option_value_is_a_usage_error(flag, value):
+    result = run_cli("serve", EXAMPLES / "echo.lua", flag, value, timeout=10)
+    assert result.returncode == 2, result
+    assert f'{flag}: expected' in result.stderr and f'"{value}"' in result.stderr, result.stderr
+    assert "listening" not in result.stderr

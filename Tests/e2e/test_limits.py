@@ -122,11 +122,6 @@ def test_connection_flood_is_refused_and_broker_recovers(broker):
     run(body())
 
 
-def test_max_connections_flag_is_validated(luastrands_bin):
-    from conftest import run_cli
-    result = run_cli("serve", ECHO, "--max-connections", "0")
-    assert result.returncode == 2
-    assert "--max-connections" in result.stderr
 
 
 # --- the slow consumer ----------------------------------------------------
