@@ -33,7 +33,7 @@ public final class BrokerServer {
     private var spareDirty: [Connection] = []
     /// Connections that outgrew their send queue during a handler; closed after it returns.
     private var overflowing: [Connection] = []
-    private(set) var shuttingDown = false
+    private var shuttingDown = false
     /// Sockets past the connection limit, being told 503; they do not count against it.
     private var refusingCount = 0
     /// The connection limit in force: configured, or derived from the open-file limit in `start()`.

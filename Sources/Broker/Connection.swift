@@ -235,10 +235,9 @@ final class Connection: IOHandler {
     /// Queues bytes; they leave at the end of this loop iteration together
     /// with whatever else was queued for this peer meanwhile.
     func enqueue(_ frame: OutboundFrame) {
-        guard phase == .handshake || phase == .webSocket else { return }
+        guard phase == .handshake || phase == .webSocket, !isOverflowing else { return }
         // Judged on what was already waiting, so one message larger than the
         // limit still goes to a client that keeps up.
-        if isOverflowing { return }
         if queuedBytes > broker.configuration.maxSendQueueBytes && isRegistered {
             // Dropped from here on, so one handler looping over sends cannot grow the queue without bound.
             isOverflowing = true
