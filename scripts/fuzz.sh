@@ -54,7 +54,7 @@ build() {
     src=$(source_file "$target")
     bin="$OUT/fuzz-$target"
     # Rebuild only when the target or the library changed.
-    if [ -x "$bin" ] && [ -z "$(find "$src" Fuzz/FuzzSupport.swift Sources/WebSocketProtocol Sources/CCrypto scripts/fuzz.sh -newer "$bin" -type f)" ]; then
+    if [ -x "$bin" ] && [ -z "$(find "$src" Fuzz/FuzzSupport.swift Tests/WebSocketProtocolTests/SplitMix64.swift Sources/WebSocketProtocol Sources/CCrypto scripts/fuzz.sh -newer "$bin" -type f)" ]; then
         return
     fi
     echo "building $bin" >&2
@@ -62,7 +62,8 @@ build() {
     # whose module map links libcrypto.
     "$SWIFTC" -sanitize=fuzzer,address -parse-as-library -O -g -swift-version 6 -use-ld=lld \
         -module-name WebSocketProtocol -I Sources/CCrypto \
-        Sources/WebSocketProtocol/*.swift Fuzz/FuzzSupport.swift "$src" -o "$bin"
+        Sources/WebSocketProtocol/*.swift Fuzz/FuzzSupport.swift \
+        Tests/WebSocketProtocolTests/SplitMix64.swift "$src" -o "$bin"
 }
 
 status=0
