@@ -286,6 +286,25 @@ async def expect_closed(ws, timeout=RECV_TIMEOUT):
 
 # --- raw sockets, for what a well-behaved client library will not do -------
 
+KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455 §1.3's sample: base64 of 16 bytes
+
+
+def upgrade_request(request_line="GET /h HTTP/1.1", *, host="127.0.0.1", key=KEY,
+                    version="13", extra=()) -> bytes:
+    """An upgrade request head; a field given as None is left out."""
+    lines = [request_line]
+    if host is not None:
+        lines.append(f"Host: {host}")
+    lines += ["Upgrade: websocket", "Connection: Upgrade"]
+    if key is not None:
+        lines.append(f"Sec-WebSocket-Key: {key}")
+    if version is not None:
+        lines.append(f"Sec-WebSocket-Version: {version}")
+    lines += list(extra)
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+
 def raw_ws(port, path="/", timeout=20):
     """A WebSocket handshake on a plain socket; returns the socket after the
     101 response (any bytes after the head are kept in sock.leftover)."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from conftest import connect, frame, raw_ws, recv, run
+from conftest import KEY, connect, frame, raw_ws, recv, run, upgrade_request
 
 # Echoes every message, and logs what the lifecycle assertions count.
 TRACKED = """
@@ -119,22 +119,6 @@ def http_exchange(port, data: bytes, timeout=PROMPT) -> Response:
     return parse_response(got, time.monotonic() - t0, to_head=data.startswith(b"HEAD "))
 
 
-KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455 §1.3's sample: base64 of 16 bytes
-
-
-def upgrade_request(request_line="GET /h HTTP/1.1", *, host="127.0.0.1", key=KEY,
-                    version="13", extra=()) -> bytes:
-    """An upgrade request head; a field given as None is left out."""
-    lines = [request_line]
-    if host is not None:
-        lines.append(f"Host: {host}")
-    lines += ["Upgrade: websocket", "Connection: Upgrade"]
-    if key is not None:
-        lines.append(f"Sec-WebSocket-Key: {key}")
-    if version is not None:
-        lines.append(f"Sec-WebSocket-Version: {version}")
-    lines += list(extra)
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
 STATUS_LINES = {

@@ -7,22 +7,14 @@ import os
 import re
 import socket
 import struct
-import threading
 import time
 
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from conftest import EXAMPLES, connect, raw_ws, recv, run
+from conftest import EXAMPLES, connect, recv, run, upgrade_request
 
 ECHO = EXAMPLES / "echo.lua"
-
-
-def upgrade_request(port, path="/"):
-    return (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n").encode()
 
 
 def response_head(sock, timeout=20):
@@ -95,7 +87,7 @@ def test_connection_flood_is_refused_and_broker_recovers(broker):
             flood = []
             for _ in range(300):
                 s = socket.create_connection(("127.0.0.1", b.port), timeout=20)
-                s.sendall(upgrade_request(b.port, "/flood"))
+                s.sendall(upgrade_request("GET /flood HTTP/1.1"))
                 flood.append(s)
             heads = [response_head(s) for s in flood[19:]]
             statuses = [h.split(b"\r\n", 1)[0] for h in heads]
@@ -151,7 +143,7 @@ def test_slow_consumer_is_closed_1008_while_others_keep_their_latency(broker):
     slow_sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     slow_sock.settimeout(20)
     slow_sock.connect(("127.0.0.1", b.port))
-    slow_sock.sendall(upgrade_request(b.port, "/room"))
+    slow_sock.sendall(upgrade_request("GET /room HTTP/1.1"))
     head = b""
     while b"\r\n\r\n" not in head:
         head += slow_sock.recv(1)
